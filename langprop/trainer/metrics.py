@@ -1,0 +1,165 @@
+"""Per-step metrics: JSONL + CSV (always), TensorBoard (when installed), training curves as a PNG.
+
+Rows hold only values that are reproducible under the replay backend (no wall-clock times), so
+two runs with the same seed and recorded answers write byte-identical files.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from langprop.atomic import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+METRIC_COLUMNS = (
+    "step",
+    "epoch",
+    "batch",
+    "n_samples",
+    "n_policies",
+    "best_id",
+    "best_priority",
+    "mean_priority",
+    "batch_best_score",
+    "batch_mean_score",
+    "n_prompts",
+    "n_answers",
+    "n_children",
+    "n_no_code",
+    "children_best_score",
+    "n_calls",
+    "n_exceptions",
+    "n_timeouts",
+    "n_crashes",
+    "val_best_id_score",
+    "val_max_score",
+    "llm_calls",
+    "llm_prompt_tokens",
+    "llm_completion_tokens",
+    "llm_cost",
+)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            rows.append(json.loads(line))
+    return rows
+
+
+def truncate_jsonl(path: Path, max_step: int) -> None:
+    """Drop rows written after ``max_step`` (a crash between a step's rows and its checkpoint)."""
+    rows = [r for r in read_jsonl(path) if int(r.get("step", 0)) <= max_step]
+    atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+
+
+def append_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    with path.open("a", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, sort_keys=True) + "\n")
+
+
+def _csv_text(rows: Sequence[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(METRIC_COLUMNS), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in METRIC_COLUMNS})
+    return buffer.getvalue()
+
+
+class MetricsLogger:
+    """Writes ``metrics.jsonl`` and ``metrics.csv`` in the run dir; mirrors scalars to TensorBoard."""
+
+    def __init__(self, run_dir: str | Path, tensorboard: bool = True) -> None:
+        self.run_dir = Path(run_dir)
+        self.jsonl_path = self.run_dir / "metrics.jsonl"
+        self.csv_path = self.run_dir / "metrics.csv"
+        self.rows: list[dict[str, Any]] = read_jsonl(self.jsonl_path)
+        self._tb = None
+        if tensorboard:
+            try:  # optional dependency
+                from torch.utils.tensorboard import SummaryWriter  # type: ignore[import-not-found]
+            except Exception:
+                try:
+                    from tensorboardX import SummaryWriter  # type: ignore[import-not-found,no-redef]
+                except Exception:
+                    SummaryWriter = None  # noqa: N806
+            if SummaryWriter is not None:
+                self._tb = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
+
+    def truncate(self, max_step: int) -> None:
+        """Forget rows after ``max_step`` (resume from the checkpoint of that step)."""
+        self.rows = [r for r in self.rows if int(r["step"]) <= max_step]
+        self._rewrite()
+
+    def log(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        append_jsonl(self.jsonl_path, [row])
+        atomic_write_text(self.csv_path, _csv_text(self.rows))
+        if self._tb is not None:
+            for key, value in row.items():
+                if isinstance(value, int | float) and key != "step" and value is not None:
+                    self._tb.add_scalar(key, value, int(row["step"]))
+
+    def _rewrite(self) -> None:
+        atomic_write_text(self.jsonl_path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.rows))
+        atomic_write_text(self.csv_path, _csv_text(self.rows))
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None
+
+
+def plot_curves(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "LangProp training") -> Path | None:
+    """Save best/mean priority, batch scores and validation per step as a PNG (matplotlib, Agg)."""
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def series(key: str) -> tuple[list[int], list[float]]:
+        pts = [(int(r["step"]), float(r[key])) for r in rows if isinstance(r.get(key), int | float)]
+        pts = [(s, v) for s, v in pts if math.isfinite(v)]
+        return [s for s, _ in pts], [v for _, v in pts]
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    for key, label, style in (
+        ("best_priority", "best priority (train)", "-o"),
+        ("mean_priority", "mean priority (train)", "--"),
+        ("batch_best_score", "best batch score", ":"),
+        ("val_best_id_score", "validation (best policy)", "-s"),
+    ):
+        xs, ys = series(key)
+        if xs:
+            ax.plot(xs, ys, style, label=label, markersize=4)
+    ax.set_xlabel("step")
+    ax.set_ylabel("score")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    out = Path(path)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", metadata={"Software": None})
+    plt.close(fig)
+    from langprop.atomic import atomic_write_bytes
+
+    atomic_write_bytes(out, buffer.getvalue())
+    return out
