@@ -1,0 +1,59 @@
+"""Shared driving fixtures: towns are built once per test session into a private cache directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from driving.towns import Town, get_town
+
+
+@pytest.fixture(scope="session")
+def town_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Private town cache for the session (also exported as LANGPROP_DRIVE_CACHE for code under test)."""
+    path = tmp_path_factory.mktemp("town-cache")
+    previous = os.environ.get("LANGPROP_DRIVE_CACHE")
+    os.environ["LANGPROP_DRIVE_CACHE"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("LANGPROP_DRIVE_CACHE", None)
+    else:
+        os.environ["LANGPROP_DRIVE_CACHE"] = previous
+
+
+@pytest.fixture(scope="session")
+def grid_town(town_cache_dir: Path) -> Town:
+    """4x4 grid, 2 lanes, traffic lights, sidewalks and crossings (built-in 'grid_tls')."""
+    return get_town("grid_tls", town_cache_dir)
+
+
+@pytest.fixture(scope="session")
+def stop_town(town_cache_dir: Path) -> Town:
+    """4x4 grid, 1 lane, priority_stop junctions (built-in 'grid_stop')."""
+    return get_town("grid_stop", town_cache_dir)
+
+
+@pytest.fixture(scope="session")
+def allway_town(town_cache_dir: Path) -> Town:
+    """3x3 grid, 1 lane, all-way stops (built-in 'grid_allway')."""
+    return get_town("grid_allway", town_cache_dir)
+
+
+@pytest.fixture(scope="session")
+def spider_town(town_cache_dir: Path) -> Town:
+    """Spider net, priority junctions (built-in 'spider_prio')."""
+    return get_town("spider_prio", town_cache_dir)
+
+
+@pytest.fixture(scope="session")
+def rand_town(town_cache_dir: Path) -> Town:
+    """Random net, 1-2 lanes, mixed priority / traffic-light junctions (built-in 'rand_mixed')."""
+    return get_town("rand_mixed", town_cache_dir)
+
+
+@pytest.fixture(scope="session")
+def grid_map(grid_town: Town):
+    """carla.Map of ``grid_town``."""
+    return grid_town.load_map()

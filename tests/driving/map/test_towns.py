@@ -1,0 +1,108 @@
+"""Towns: SUMO build, OpenDRIVE conversion, id mapping against sumolib, cache behaviour."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import carla
+import pytest
+
+from driving.towns import BUILTIN_TOWNS, TownSpec, TownSpecError, UnknownTownError, get_town
+
+
+def test_builtin_towns_are_distinct_and_cover_the_generators() -> None:
+    assert len(BUILTIN_TOWNS) >= 4
+    assert {s.generator for s in BUILTIN_TOWNS.values()} == {"grid", "spider", "rand"}
+    junctions = {s.resolved()["junction"] for s in BUILTIN_TOWNS.values()}
+    assert {"traffic_light", "priority", "priority_stop", "allway_stop"} <= junctions
+    assert {s.resolved()["lanes"] for s in BUILTIN_TOWNS.values()} == {1, 2, 3}
+    assert len({s.key() for s in BUILTIN_TOWNS.values()}) == len(BUILTIN_TOWNS)
+
+
+def test_unknown_town_names_the_town_and_lists_known_ones(town_cache_dir: Path) -> None:
+    with pytest.raises(UnknownTownError) as info:
+        get_town("Town99", town_cache_dir)
+    assert "Town99" in str(info.value)
+    assert all(name in str(info.value) for name in BUILTIN_TOWNS)
+
+
+def test_bad_spec_fields_are_named() -> None:
+    with pytest.raises(TownSpecError, match="lanes"):
+        TownSpec("x", "grid", {"lanes": 5})
+    with pytest.raises(TownSpecError, match="grid.number|numbr"):
+        TownSpec("x", "grid", {"numbr": 3})
+    with pytest.raises(TownSpecError, match="generator"):
+        TownSpec("x", "hexagon")
+
+
+def test_second_get_town_is_a_cache_hit(tmp_path: Path) -> None:
+    spec = TownSpec("tiny", "grid", {"number": 2, "length": 60.0})
+    first = get_town(spec, tmp_path)
+    assert first.built and first.xodr_file.exists() and first.net_file.exists()
+    stamp = first.xodr_file.stat().st_mtime_ns
+    second = get_town(spec, tmp_path)
+    assert not second.built
+    assert second.xodr_file == first.xodr_file and second.xodr_file.stat().st_mtime_ns == stamp
+    # a changed parameter is a different cache entry
+    other = get_town(TownSpec("tiny", "grid", {"number": 2, "length": 70.0}), tmp_path)
+    assert other.built and other.directory != first.directory
+    assert not list((tmp_path / "towns").glob(".build-*")), "temporary build directories left behind"
+
+
+def test_grid_lanes_match_sumo_shapes_and_lane_ids(grid_town, grid_map) -> None:
+    """carla (x, -y) sits on sumolib's lane shape points; lane ids follow -(numLanes - index)."""
+    errors = []
+    for edge in grid_town.sumo_net.getEdges():
+        road = grid_town.road_of_edge(edge.getID())
+        assert road is not None and grid_town.edge_of_road(road) == edge.getID()
+        for lane in edge.getLanes():
+            road_id, lane_id = grid_town.xodr_lane(lane.getID())
+            assert (road_id, lane_id) == (road, -(edge.getLaneNumber() - lane.getIndex()))
+            assert grid_town.sumo_lane(road_id, lane_id) == lane.getID()
+            shape = lane.getShape()
+            length = sum(math.dist(a[:2], b[:2]) for a, b in zip(shape, shape[1:], strict=False))
+            for frac in (0.1, 0.5, 0.9):
+                wp = grid_map.get_waypoint_xodr(road_id, lane_id, frac * length)
+                assert wp is not None
+                loc = wp.transform.location
+                sx, sy = _point_along(shape, frac * length)
+                errors.append(math.hypot(loc.x - sx, loc.y - (-sy)))
+    assert max(errors) < 0.05, f"max transform error {max(errors):.3f} m"
+
+
+def test_junction_connectors_have_no_edge(grid_town, grid_map) -> None:
+    junction_roads = {w.road_id for w in grid_map.generate_waypoints(5.0) if w.is_junction}
+    assert junction_roads
+    for road in junction_roads:
+        assert grid_town.edge_of_road(road) is None
+        incoming, outgoing = grid_town.connector_roads(road)
+        assert grid_town.edge_of_road(incoming) is not None and grid_town.edge_of_road(outgoing) is not None
+
+
+def test_sidewalks_and_crossings_exist(grid_town, grid_map) -> None:
+    edge = grid_town.sumo_net.getEdges()[0]
+    sidewalk = edge.getLanes()[0]
+    assert sidewalk.allows("pedestrian") and not sidewalk.allows("passenger")
+    road_id, lane_id = grid_town.xodr_lane(sidewalk.getID())
+    wp = grid_map.get_waypoint_xodr(road_id, lane_id, 5.0)
+    assert wp is not None and wp.lane_type == carla.LaneType.Sidewalk
+    assert grid_town.xodr_text().count('type="crosswalk"') > 0
+
+
+def test_every_builtin_town_builds_and_loads(town_cache_dir: Path) -> None:
+    for name in BUILTIN_TOWNS:
+        town = get_town(name, town_cache_dir)
+        cmap = town.load_map()
+        assert cmap.get_topology(), name
+        assert town.load_map() is cmap  # cached per process
+
+
+def _point_along(shape, dist: float) -> tuple[float, float]:
+    for a, b in zip(shape, shape[1:], strict=False):
+        d = math.dist(a[:2], b[:2])
+        if dist <= d:
+            f = dist / d if d else 0.0
+            return a[0] + f * (b[0] - a[0]), a[1] + f * (b[1] - a[1])
+        dist -= d
+    return shape[-1][0], shape[-1][1]
