@@ -194,7 +194,7 @@ class BEVRenderer:
         notch = oriented_box_corners(ego.x + math.cos(math.radians(ego.yaw)) * ego.half_length * 0.85,
                                      ego.y + math.sin(math.radians(ego.yaw)) * ego.half_length * 0.85,
                                      ego.yaw, ego.half_length * 0.15, ego.half_width * 0.8)
-        cv2.fillConvexPoly(frame, self._fixed(notch @ a.T + b)[0], self.palette.ego_front, cv2.LINE_8, _SHIFT)
+        cv2.fillConvexPoly(frame, self._fixed(notch @ a.T + b), self.palette.ego_front, cv2.LINE_8, _SHIFT)
 
     def _fill_boxes(self, frame: np.ndarray, boxes: Sequence[ActorBox], colour: tuple[int, int, int],
                     a: np.ndarray, b: np.ndarray) -> None:
