@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from langprop.policy import PolicySpec
-from langprop.prompts.template import show
 
 
 @dataclass
@@ -18,8 +17,8 @@ class LangPropModel:
     package templates. ``harness`` is a ``"module:function"`` run inside the sandbox worker as
     ``harness(policy_fn, inputs)`` (e.g. an environment episode); None calls ``policy_fn(**inputs)``.
     ``perfect_score``: a policy scoring it on every sample of a batch is not sent for an update.
-    ``context`` adds task variables to both prompts (e.g. a task description).
-    Subclass and override the ``format_*`` methods to control how samples appear in prompts.
+    ``context`` may hold ``task``/``task_template``/``instructions``/``examples`` (see
+    ``langprop.prompts.context``). Override ``show_inputs``/``show_output`` to control how samples appear in prompts.
     """
 
     spec: PolicySpec
@@ -31,11 +30,10 @@ class LangPropModel:
     perfect_score: float | None = None
     context: dict[str, Any] = field(default_factory=dict)
 
-    def format_inputs(self, sample: Any) -> str:
-        return "\n".join(f"{name} = {show(value)}" for name, value in sample.inputs.items())
+    def show_inputs(self, inputs: dict[str, Any]) -> Any:
+        """What a failing example's ``Inputs:`` shows (the kwargs dict by default)."""
+        return inputs
 
-    def format_output(self, sample: Any, output: Any) -> str:
-        return show(output)
-
-    def format_expected(self, sample: Any) -> str | None:
-        return None if sample.expected is None else show(sample.expected)
+    def show_output(self, inputs: dict[str, Any], output: Any) -> Any:
+        """What a failing example's ``Your output:`` shows (the raw output by default)."""
+        return output
