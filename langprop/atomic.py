@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,12 +61,19 @@ def atomic_write_text(path: str | Path, text: str, *, encoding: str = "utf-8") -
     return atomic_write_bytes(path, text.encode(encoding))
 
 
-def atomic_write_json(path: str | Path, obj: Any, *, indent: int | None = 2, sort_keys: bool = False) -> Path:
+def atomic_write_json(
+    path: str | Path,
+    obj: Any,
+    *,
+    indent: int | None = 2,
+    sort_keys: bool = False,
+    default: Callable[[Any], Any] | None = None,
+) -> Path:
     """Serialise ``obj`` as JSON and write it atomically; ends with a newline.
 
     Floats round-trip exactly (json uses ``repr``); NaN/Infinity are allowed because scores can be
     non-finite. Serialisation happens before the temp file is created, so an unserialisable object
-    leaves the previous file untouched.
+    leaves the previous file untouched. ``default`` is passed to ``json.dumps``.
     """
-    text = json.dumps(obj, indent=indent, sort_keys=sort_keys, ensure_ascii=False)
+    text = json.dumps(obj, indent=indent, sort_keys=sort_keys, ensure_ascii=False, default=default)
     return atomic_write_text(path, text + "\n")

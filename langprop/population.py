@@ -90,12 +90,15 @@ class PriorityTracker:
 
 
 def _rng_state_to_json(state: tuple) -> list:
+    # The 625 32-bit words as one hex string keep checkpoint indexes short and readable.
     version, internal, gauss = state
-    return [version, list(internal), gauss]
+    return [version, "".join(f"{word:08x}" for word in internal), gauss]
 
 
 def _rng_state_from_json(data: Sequence) -> tuple:
     version, internal, gauss = data
+    if isinstance(internal, str):
+        internal = [int(internal[i : i + 8], 16) for i in range(0, len(internal), 8)]
     return (version, tuple(internal), gauss)
 
 
