@@ -1,0 +1,194 @@
+"""RouteMonitor: all leaderboard criteria of one route, fed one ``WorldTick`` per world step.
+
+The criteria run in the leaderboard's order (route completion, outside route lanes, collisions,
+red lights, stop signs, minimum speed, route deviation, blocked) plus the route timeout. The route
+ends like the leaderboard's scenario tree: at once on a route deviation, a blocked agent or a
+timeout; one tick after route completion succeeds (the success is reported on the next tick).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import carla
+
+from driving.criteria.collision import CollisionCriterion
+from driving.criteria.events import PARAMS, InfractionEvent, check_version
+from driving.criteria.lanes import OutsideRouteLanesCriterion
+from driving.criteria.route import (
+    BlockedCriterion,
+    InRouteCriterion,
+    MinimumSpeedCriterion,
+    RouteCompletionCriterion,
+    RouteGeometry,
+    RouteTimeout,
+)
+from driving.criteria.traffic_rules import RedLightCriterion, StopSignCriterion
+from driving.types import Route, WorldTick
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SPEED_LIMIT = 50 / 3.6  # m/s, for roads whose OpenDRIVE has no <speed>
+
+
+def road_speed_limits(carla_map: Any) -> dict[int, float]:
+    """Max speed (m/s) of every OpenDRIVE road that declares one (``<type><speed max unit>``)."""
+    limits: dict[int, float] = {}
+    try:
+        root = ET.fromstring(carla_map.to_opendrive())
+    except (ET.ParseError, AttributeError, RuntimeError):
+        return limits
+    factor = {"m/s": 1.0, "km/h": 1 / 3.6, "mph": 0.44704}
+    for road in root.iter("road"):
+        speed = road.find("type/speed")
+        if speed is None or not re.match(r"^-?\d+$", road.get("id", "")):
+            continue
+        try:
+            value = float(speed.get("max", "nan")) * factor.get(speed.get("unit", "m/s"), 1.0)
+        except ValueError:
+            continue
+        if value > 0:
+            limits[int(road.get("id"))] = value
+    return limits
+
+
+class RouteMonitor:
+    """Evaluates one route. ``town_or_map``: a ``driving.towns.Town`` (its map and stop lines are
+    loaded) or a ``carla.Map`` (then pass ``stop_lines``)."""
+
+    def __init__(
+        self,
+        route: Route,
+        town_or_map: Any,
+        version: str = "2.0",
+        timeout_s: float | None = None,
+        stop_lines: Sequence[Any] | None = None,
+        index: int = 0,
+        repetition: int = 0,
+        speed_limit: Callable[[float, float], float] | None = None,
+    ) -> None:
+        self.version = check_version(version)
+        self.route = route
+        self.index = index
+        self.repetition = repetition
+        self.params = PARAMS[self.version]
+        if hasattr(town_or_map, "load_map"):
+            self.map = town_or_map.load_map()
+            if stop_lines is None:
+                from driving.signals import load_stop_lines
+
+                stop_lines = load_stop_lines(town_or_map)
+        else:
+            self.map = town_or_map
+        stop_lines = list(stop_lines or [])
+        self.geometry = RouteGeometry(route)
+        p = self.params
+        self._completion = RouteCompletionCriterion(self.geometry, p)
+        self._lanes = OutsideRouteLanesCriterion(self.geometry, self.map, p)
+        self._collision = CollisionCriterion(p)
+        self._red = RedLightCriterion(stop_lines, route, self.map, p)
+        self._stop = StopSignCriterion(stop_lines, self.map, p)
+        self._min_speed = MinimumSpeedCriterion(self.geometry) if self.version != "1.0" else None
+        self._in_route = InRouteCriterion(self.geometry, p)
+        self._blocked = BlockedCriterion(p)
+        self._ego_road: int | None = None
+        if speed_limit is None:
+            limits = road_speed_limits(self.map) if self.version != "1.0" and timeout_s is None else {}
+            speed_limit = lambda x, y: limits.get(self._ego_road, DEFAULT_SPEED_LIMIT)  # noqa: E731
+        self._timeout = RouteTimeout(self.geometry, self.version, speed_limit, timeout_s)
+        self.events: list[InfractionEvent] = []
+        self.done = False
+        self._success_seen = False
+        self._last_tick: WorldTick | None = None
+        self._finished = False
+
+    # ------------------------------------------------------------------ per tick
+    def update(self, tick: WorldTick) -> list[InfractionEvent]:
+        """Run every criterion on ``tick``; returns the events it produced (also kept in ``events``)."""
+        if self.done:
+            return []
+        self._last_tick = tick
+        ego = tick.ego
+        location = carla.Location(ego.x, ego.y, 0.0)
+        wp = self.map.get_waypoint(location, project_to_road=True, lane_type=carla.LaneType.Driving)
+        if wp is not None:
+            # compare distances in the plane the map lives in
+            location.z = wp.transform.location.z
+            self._ego_road = wp.road_id
+        new: list[InfractionEvent] = []
+        success_before = self._completion.success
+        self._completion.update(tick)
+        self._lanes.update(tick, location, wp)
+        new += self._collision.update(tick)
+        new += self._red.update(tick)
+        new += self._stop.update(tick)
+        if self._min_speed is not None:
+            new += self._min_speed.update(tick)
+        new += self._in_route.update(tick)
+        new += self._blocked.update(tick)
+        new += self._timeout.update(tick)
+        self.events += new
+        if success_before or self._in_route.failed or self._blocked.failed or self._timeout.timed_out:
+            self.done = True
+        return new
+
+    # ------------------------------------------------------------------ state
+    @property
+    def route_completion(self) -> float:
+        """Percentage of the route completed so far (100 once the end is reached)."""
+        return float(self._completion.value)
+
+    @property
+    def target_reached(self) -> bool:
+        return self._completion.success
+
+    @property
+    def timeout_value(self) -> float:
+        """The current route time budget, simulated seconds."""
+        return self._timeout.value
+
+    @property
+    def outside_lanes_percentage(self) -> float:
+        return self._lanes.percentage
+
+    @property
+    def status(self) -> str:
+        """The status the leaderboard would write if the route ended now."""
+        return self._record(0.0, closing=self._lanes.finish()).status
+
+    @property
+    def route_id(self) -> str:
+        from driving.scoring import route_record_id
+
+        return route_record_id(self.route.id, self.repetition, self.version)
+
+    def _closing_events(self) -> list[InfractionEvent]:
+        closing = self._lanes.finish()
+        if self._min_speed is not None:
+            closing += self._min_speed.finish(self._last_tick)
+        return closing
+
+    def _record(self, wall_time_s: float, failure_message: str = "",
+                closing: Sequence[InfractionEvent] = ()) -> Any:
+        from driving.scoring import build_route_record
+
+        duration_game = self._last_tick.time if self._last_tick is not None else 0.0
+        return build_route_record(
+            route_id=self.route_id, index=self.index, events=[*self.events, *closing],
+            route_completion=self._completion.value, target_reached=self._completion.success,
+            route_length=self.geometry.length, duration_game=duration_game,
+            duration_system=wall_time_s, version=self.version, failure_message=failure_message)
+
+    def finalize(self, wall_time_s: float, failure_message: str = "") -> Any:
+        """Close the running criteria (outside-lanes %, last min-speed checkpoint) and return the
+        route's ``driving.scoring.RouteRecord``. ``failure_message``: an external failure such as
+        'Agent crashed' (see ``driving.scoring.FAILURE_MESSAGES``)."""
+        if not self._finished:
+            self.events += self._closing_events()
+            self._finished = True
+        self.done = True
+        return self._record(wall_time_s, failure_message)
