@@ -79,7 +79,10 @@ class CheckpointData:
 
     def population(self) -> Population:
         """A :class:`Population` restored exactly as it was saved (trackers, lineage, RNG)."""
-        return Population.from_state_dict(self.population_state)
+        try:
+            return Population.from_state_dict(self.population_state)
+        except ValueError as exc:
+            raise CheckpointError(f"{self.path / INDEX_NAME}: {exc}") from exc
 
 
 def _step_dir_name(step: int) -> str:

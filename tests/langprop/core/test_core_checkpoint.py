@@ -84,20 +84,29 @@ def test_load_best_policy_sandboxed(tmp_path):
         double.close()
 
 
-def test_crash_before_pointer_update_leaves_previous_loadable(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "crash_at",
+    [
+        lambda dst: dst.endswith(".py"),  # while writing the policy files
+        lambda dst: dst.endswith("index.json"),  # while writing the index
+        lambda dst: os.path.basename(dst) == "step_000002",  # renaming the step dir into place
+        lambda dst: os.path.basename(dst) == "latest",  # just before the pointer update
+    ],
+    ids=["policy-file", "index", "dir-rename", "pointer"],
+)
+def test_crash_mid_save_leaves_previous_loadable(tmp_path, monkeypatch, crash_at):
     save_checkpoint(tmp_path, 1, make_population(), spec=SPEC)
     real_replace = os.replace
 
-    def crash_on_pointer(src, dst):
-        if os.path.basename(dst) == "latest":
+    def crashing_replace(src, dst):
+        if crash_at(os.fspath(dst)):
             raise OSError("simulated power cut")
         return real_replace(src, dst)
 
-    monkeypatch.setattr(os, "replace", crash_on_pointer)
+    monkeypatch.setattr(os, "replace", crashing_replace)
     with pytest.raises(OSError, match="power cut"):
         save_checkpoint(tmp_path, 2, make_population((5, 6, 7)), spec=SPEC)
     monkeypatch.undo()
-    assert (tmp_path / "step_000002" / "index.json").exists()  # written, but never committed
     data = load_checkpoint(tmp_path)
     assert data.step == 1 and "+ 0" in data.best.source
     assert save_checkpoint(tmp_path, 3, make_population(), spec=SPEC).name == "step_000003"
@@ -141,6 +150,15 @@ def test_clear_errors_for_missing_or_corrupt_checkpoints(tmp_path):
     with pytest.raises(CheckpointError, match="not JSON-serialisable"):
         save_checkpoint(tmp_path, 3, make_population(), extra={"bad": object()})
     assert not (tmp_path / "step_000003").exists()
+
+
+def test_inconsistent_population_state_is_a_checkpoint_error(tmp_path):
+    step_dir = save_checkpoint(tmp_path, 1, make_population(), spec=SPEC)
+    index = json.loads((step_dir / "index.json").read_text())
+    index["population"]["tracker_names"] = ["train", "test"]
+    (step_dir / "index.json").write_text(json.dumps(index))
+    with pytest.raises(CheckpointError, match="index.json: invalid population state"):
+        load_checkpoint(tmp_path).population()
 
 
 def test_resave_same_step_replaces_keep_last_prunes_and_missing_pointer_falls_back(tmp_path, caplog):
