@@ -4,6 +4,7 @@ checkpoint → validate) per batch, with exact resume and a clean stop on budget
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import os
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from langprop.atomic import atomic_write_json
-from langprop.llm.base import BudgetExceeded
+from langprop.llm.base import BudgetExceeded, LLMError
 from langprop.policy import NoCodeError, Policy, extract_code
 from langprop.population import Population
 from langprop.prompts.context import HistoryEntry, setup_context, update_context
@@ -150,6 +151,10 @@ class Trainer:
         except KeyboardInterrupt:
             self.stop_reason = "interrupted"
             self._stop_cleanly()
+        except LLMError as exc:  # unreachable endpoint, replay miss: keep the last step, then report
+            self.stop_reason = f"LLM error: {exc}"
+            self._stop_cleanly()
+            raise
         finally:
             self._finish()
         log.info("training stopped at step %d: %s", self.step, self.stop_reason)
@@ -194,6 +199,10 @@ class Trainer:
                 show_inputs=self.model.show_inputs,
                 **self._task_context(),
             )
+            context["failures"] = [
+                dataclasses.replace(f, output=self.model.show_output(f.output)) if f.status == "ok" else f
+                for f in context["failures"]
+            ]
             prompts.append(self._update_tpl.render(**context))
             parents.append(policy)
             tags.append(f"update_s{step:04d}_{policy.id}")

@@ -34,6 +34,6 @@ class LangPropModel:
         """What a failing example's ``Inputs:`` shows (the kwargs dict by default)."""
         return inputs
 
-    def show_output(self, inputs: dict[str, Any], output: Any) -> Any:
+    def show_output(self, output: Any) -> Any:
         """What a failing example's ``Your output:`` shows (the raw output by default)."""
         return output

@@ -41,7 +41,7 @@ class CartPoleModel(LangPropModel):
     def show_inputs(self, inputs: dict[str, Any]) -> Any:
         return f"one episode of CartPole-v1 reset with seed {inputs['seed']} (at most {inputs['max_steps']} steps)"
 
-    def show_output(self, inputs: dict[str, Any], output: Any) -> Any:
+    def show_output(self, output: Any) -> Any:
         if isinstance(output, dict) and isinstance(output.get("actions"), list):
             actions = output["actions"]
             pushes = sum(1 for a in actions if a == 1)
@@ -80,7 +80,7 @@ def make_datasets(options: CartPoleOptions) -> tuple[list[Any], list[Any]]:
 
 # Run preset: 3 steps of 2 episodes, as in the reference (2 episodes per batch).
 DEFAULTS: dict[str, Any] = {
-    "trainer": {"epochs": 1, "batch_size": 2, "n_responses": 2, "n_top_choices": 2, "max_keep": 3,
+    "trainer": {"epochs": 1, "batch_size": 2, "n_responses": 2, "n_top_choices": 2, "max_keep": 3, "decay": 0.5,
                 "run_dir": "runs/cartpole"},
     "llm": {"replay_path": str(RECORDED_DIR)},
     "sandbox": {"call_timeout_s": 10.0},

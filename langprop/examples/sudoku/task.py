@@ -75,7 +75,7 @@ def make_datasets(options: SudokuOptions) -> tuple[list[Any], list[Any]]:
 
 # Run preset: a quick end-to-end run (3 steps of 8 puzzles) with the recorded answers.
 DEFAULTS: dict[str, Any] = {
-    "trainer": {"epochs": 1, "batch_size": 8, "n_responses": 2, "n_top_choices": 2, "max_keep": 4,
+    "trainer": {"epochs": 1, "batch_size": 8, "n_responses": 2, "n_top_choices": 2, "max_keep": 4, "decay": 0.5,
                 "run_dir": "runs/sudoku"},
     "llm": {"replay_path": str(RECORDED_DIR)},
     "sandbox": {"call_timeout_s": 2.0},

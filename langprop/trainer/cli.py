@@ -1,0 +1,192 @@
+"""``python -m langprop``: train an example against any OpenAI-compatible endpoint, or evaluate a checkpoint.
+
+    python -m langprop train --example sudoku --llm.backend replay
+    python -m langprop train --example cartpole --llm.base_url http://127.0.0.1:8080/v1 --llm.model gemma3-270m
+    python -m langprop train --config run.yaml --trainer.epochs 3
+    python -m langprop eval runs/sudoku/checkpoints --split val
+
+Options after the known flags are dotted config overrides (``--trainer.batch_size 4`` or
+``trainer.batch_size=4``). User errors end with one line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from langprop.trainer.config import ConfigError, RunConfig, config_to_dict, load_run_config
+
+log = logging.getLogger("langprop")
+
+EXIT_USER_ERROR = 2
+EXIT_LLM_UNAVAILABLE = 3
+EXIT_INTERRUPTED = 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m langprop", description="LangProp: code as trainable parameters.")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    train = sub.add_parser("train", help="train an example's policy; extra args are dotted config overrides")
+    train.add_argument("--example", help="example to train (sudoku, cartpole); default from the config, else sudoku")
+    train.add_argument("--config", help="YAML run config (fields of RunConfig)")
+    train.add_argument("--no-resume", action="store_true", help="start afresh even if the run dir has a checkpoint")
+    ev = sub.add_parser("eval", help="evaluate the policies of a checkpoint on an example's data")
+    ev.add_argument("checkpoint", help="checkpoint dir (run_dir/checkpoints, or one step_* dir)")
+    ev.add_argument("--split", choices=("train", "val"), default="val")
+    ev.add_argument("--top", type=int, default=None, help="evaluate only the best K policies")
+    ev.add_argument("--json", dest="json_out", help="also write the results to this JSON file")
+    sub.add_parser("examples", help="list the runnable examples")
+    return parser
+
+
+def _example_name(args: argparse.Namespace, overrides: list[str]) -> str:
+    if getattr(args, "example", None):
+        return args.example
+    for item in overrides:
+        key, _, value = item.lstrip("-").partition("=")
+        if key == "example" and value:
+            return value
+    if "--example" in overrides:  # "--example x" left in the overrides
+        i = overrides.index("--example")
+        if i + 1 < len(overrides):
+            return overrides[i + 1]
+    if getattr(args, "config", None):
+        path = Path(args.config)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except OSError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: invalid YAML: {str(exc).splitlines()[0]}") from None
+        if isinstance(data, dict) and data.get("example"):
+            return str(data["example"])
+    return "sudoku"
+
+
+def _setup_logging(verbose: int) -> None:
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    handler = RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=False)
+    logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
+    from langprop.examples import get_example
+    from langprop.llm import LLMClient
+    from langprop.trainer.loop import Trainer
+
+    name = _example_name(args, overrides)
+    example = get_example(name)
+    defaults = {**example.defaults, "example": name}
+    cfg: RunConfig = load_run_config(args.config, overrides, defaults=defaults)
+    if cfg.example != name:
+        example = get_example(cfg.example)
+    options = example.options(cfg.task)
+    model = example.build_model(options, cfg.trainer.exception_score)
+    train, val = example.make_datasets(options)
+    run_dir = Path(cfg.trainer.run_dir)
+    llm = LLMClient(cfg.llm, log_dir=run_dir / "llm")
+    try:
+        trainer = Trainer(model, llm, cfg.trainer, sandbox=cfg.sandbox, run_config=config_to_dict(cfg))
+        trainer.fit(train, val, resume=not args.no_resume)
+    finally:
+        llm.close()
+    best = trainer.best_policy()
+    _out(f"run dir: {run_dir}  (checkpoints/, metrics.csv, metrics.jsonl, curves.png, failures.jsonl, llm/)")
+    _out(f"stopped at step {trainer.step}: {trainer.stop_reason}")
+    if best is None:
+        _out("no policy survived (see failures.jsonl for the reasons)")
+    else:
+        val_score = trainer.val_scores.get(best.id)
+        shown = "n/a" if val_score is None else f"{val_score:.4g}"
+        _out(f"best policy {best.id} (generation {best.generation}): validation score {shown}")
+        _out(f"  source: {run_dir / 'checkpoints' / 'latest'} -> policies/{best.id}.py")
+    return EXIT_INTERRUPTED if trainer.stop_reason == "interrupted" else 0
+
+
+def cmd_eval(args: argparse.Namespace, overrides: list[str]) -> int:
+    from langprop.checkpoint import load_checkpoint
+    from langprop.evaluation import Evaluator
+    from langprop.examples import get_example
+    from langprop.sandbox import SandboxLimits, SandboxPool
+
+    data = load_checkpoint(args.checkpoint)
+    stored: dict[str, Any] = dict(data.config or {})
+    name = getattr(args, "example", None) or stored.get("example") or _example_name(args, overrides)
+    example = get_example(name)
+    base = {k: v for k, v in stored.items() if k in ("example", "trainer", "sandbox", "task")}
+    cfg = load_run_config(None, overrides, defaults={**example.defaults, **base, "example": name})
+    options = example.options(cfg.task)
+    model = example.build_model(options, cfg.trainer.exception_score)
+    train, val = example.make_datasets(options)
+    samples = val if args.split == "val" else train
+    policies = data.policies[: args.top] if args.top else data.policies
+    s = cfg.sandbox
+    limits = SandboxLimits(call_timeout_s=s.call_timeout_s, batch_deadline_s=s.batch_deadline_s,
+                           memory_mb=s.memory_mb, cpu_s=s.cpu_s, stdout_cap_bytes=s.stdout_cap_bytes)
+    with SandboxPool(n_workers=s.n_workers, limits=limits, harness=model.harness) as pool:
+        results = Evaluator(model.scorer, pool).evaluate(policies, samples)
+    rows = []
+    for rank, policy in enumerate(policies):
+        evals = results[policy.id]
+        scores = [e.score for e in evals]
+        mean = sum(scores) / len(scores) if scores else float("nan")
+        errors = sum(1 for e in evals if e.call.status != "ok")
+        rows.append({"rank": rank, "id": policy.id, "mean_score": mean, "n": len(scores), "errors": errors})
+        _out(f"{rank:>3}  {policy.id:<14} {args.split} score {mean:.4g} over {len(scores)} samples ({errors} errors)")
+    if args.json_out:
+        from langprop.atomic import atomic_write_json
+
+        atomic_write_json(args.json_out, {"checkpoint": str(data.path), "step": data.step, "split": args.split,
+                                          "results": rows})
+    return 0
+
+
+def cmd_examples() -> int:
+    from langprop.examples import EXAMPLES, get_example
+
+    for name in sorted(EXAMPLES):
+        example = get_example(name)
+        _out(f"{name:<10} recorded answers: {example.recorded_dir}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status (0 ok, 2 user error, 3 LLM unreachable, 130 interrupted)."""
+    from langprop.checkpoint import CheckpointError
+    from langprop.llm import LLMConfigError, LLMUnavailable
+    from langprop.prompts.template import PromptError
+
+    args, rest = _parser().parse_known_args(list(argv) if argv is not None else None)
+    _setup_logging(args.verbose)
+    try:
+        if args.command == "train":
+            return cmd_train(args, rest)
+        if rest and args.command == "examples":
+            raise ConfigError(f"command line: unexpected arguments {rest}")
+        if args.command == "eval":
+            return cmd_eval(args, rest)
+        return cmd_examples()
+    except (ConfigError, LLMConfigError, CheckpointError, PromptError) as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return EXIT_USER_ERROR
+    except LLMUnavailable as exc:
+        sys.stderr.write(f"error: LLM unavailable: {exc}\n")
+        return EXIT_LLM_UNAVAILABLE
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return EXIT_INTERRUPTED
