@@ -165,6 +165,8 @@ def save_checkpoint(
     step dirs (the new one is never pruned). Re-saving an existing step replaces it. Returns the
     step directory.
     """
+    if int(step) < 0:
+        raise ValueError(f"checkpoint step must be >= 0, got {step}")
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
     for stale in root.glob(".step_*.tmp-*"):  # left by a crash mid-save
