@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ class _Job:
     keys: list[str]
     found: dict[int, Completion]  # answer index -> cached completion
     fresh: dict[int, Completion]
-    prompt_tokens_each: int = 0
+    prompt_tokens: dict[int, int] = field(default_factory=dict)  # answer index -> billed share
 
 
 class LLMClient:
@@ -185,8 +185,10 @@ class LLMClient:
             )
         finally:
             self.meter.release(reservation)
-        job.prompt_tokens_each = result.prompt_tokens // max(1, len(result.completions))
-        for k, completion in zip(missing, result.completions, strict=True):
+        # Bill the prompt tokens over the new answers so that summing Answers gives the usage.
+        share, rest = divmod(result.prompt_tokens, max(1, len(missing)))
+        for j, (k, completion) in enumerate(zip(missing, result.completions, strict=True)):
+            job.prompt_tokens[k] = share + (rest if j == 0 else 0)
             if self.cache is not None:
                 completion = self.cache.put(job.keys[k], k, completion, self.model)
             job.fresh[k] = completion
@@ -202,7 +204,7 @@ class LLMClient:
                 text=c.text,
                 model=model,
                 index=k,
-                prompt_tokens=0 if cached else job.prompt_tokens_each,
+                prompt_tokens=0 if cached else job.prompt_tokens[k],
                 completion_tokens=0 if cached else c.completion_tokens,
                 cached=cached,
                 finish_reason=c.finish_reason,
