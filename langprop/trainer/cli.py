@@ -119,8 +119,9 @@ def cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def cmd_eval(args: argparse.Namespace, overrides: list[str]) -> int:
-    from langprop.checkpoint import load_checkpoint
     from langprop.evaluation import Evaluator
+
+    from langprop.checkpoint import load_checkpoint
     from langprop.examples import get_example
     from langprop.sandbox import SandboxLimits, SandboxPool
 

@@ -94,8 +94,7 @@ def _describe(exc: OmegaConfBaseException, source: str) -> str:
 
 def _structured_base() -> Any:
     base = OmegaConf.structured(RunConfig)
-    # `llm` is typed Any above (so this module imports without the llm package); make it strict here.
-    OmegaConf.set_struct(base, True)
+    # `llm` is typed Any above (so this module imports without the llm package); make it typed here.
     base.llm = OmegaConf.structured(_llm_config_cls())
     return base
 
@@ -152,6 +151,8 @@ def load_run_config(
         run = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as exc:
         raise ConfigError(_describe(exc, "config")) from None
+    except ValueError as exc:  # a dataclass's own validation (e.g. LLMConfigError names its field)
+        raise ConfigError(str(exc)) from None
     run.trainer.validate()
     return run
 

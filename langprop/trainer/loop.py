@@ -422,6 +422,7 @@ class Trainer:
 
     def _build_evaluator(self) -> Any:
         from langprop.evaluation import Evaluator
+
         from langprop.sandbox import SandboxLimits, SandboxPool
 
         s = self.sandbox
