@@ -15,7 +15,6 @@ Ctrl-C writes the results so far and exits 130 (continue with ``--resume``).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import signal
 import sys
@@ -123,17 +122,16 @@ def compose_config(overrides: Sequence[str]) -> Any:
 
 
 def world_config_from(cfg: Any) -> Any:
-    """``EmbeddedWorldConfig`` from ``cfg.world``; an unknown key names itself."""
+    """``EmbeddedWorldConfig`` from ``cfg.world`` (typed merge: an unknown key or a bad type names itself)."""
     from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
     from driving.worlds.embedded import EmbeddedWorldConfig
 
-    values = OmegaConf.to_container(cfg.world, resolve=True)
-    known = {f.name for f in dataclasses.fields(EmbeddedWorldConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise RunnerError(f"world.{unknown[0]}: not a field of EmbeddedWorldConfig (fields: {', '.join(sorted(known))})")
-    return EmbeddedWorldConfig(**values)
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(EmbeddedWorldConfig), cfg.world))
+    except OmegaConfBaseException as exc:
+        raise RunnerError(f"world: {str(exc).splitlines()[0]}") from exc
 
 
 def load_routes(cfg: Any) -> list[Any]:
@@ -219,7 +217,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     errors: list[type[BaseException]] = [RunnerError, HydraException, OmegaConfBaseException]
     for module, names in (("driving.routes", ("RouteFileError",)),
                           ("driving.towns", ("UnknownTownError", "TownSpecError", "TownBuildError")),
-                          ("driving.criteria.events", ("UnknownVersionError",))):
+                          ("driving.criteria.events", ("UnknownVersionError",)),
+                          ("driving.worlds.embedded", ("EmbeddedWorldError",)),
+                          ("leaderboard_eval.results", ("ResultsFileError",))):
         try:
             mod = __import__(module, fromlist=list(names))
         except ImportError:
