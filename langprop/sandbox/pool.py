@@ -1,0 +1,160 @@
+"""``SandboxPool``: policies × samples spread over worker processes, with timeouts that really kill."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+import weakref
+from collections import deque
+from typing import Any
+
+from langprop.sandbox.confine import set_parent_undumpable
+from langprop.sandbox.types import CallResult, SandboxError, SandboxLimits
+from langprop.sandbox.wire import dumps
+from langprop.sandbox.worker import DEFAULT_PRELOAD, Worker, drive
+
+log = logging.getLogger(__name__)
+
+Job = tuple[str, str, list[dict[str, Any]]]  # (source, function_name, kwargs per call)
+
+
+def encode_inputs(args: tuple[Any, ...], kwargs: dict[str, Any], where: str) -> bytes:
+    """Pickle one call's inputs in the trusted parent (copied per call by unpickling in the worker)."""
+    try:
+        return dumps((tuple(args), dict(kwargs)))
+    except Exception as exc:
+        raise SandboxError(f"{where}: inputs cannot be sent to a worker ({type(exc).__name__}: {exc})") from None
+
+
+def start_workers(workers: list[Worker]) -> None:
+    for w in workers:
+        if w.proc is None:
+            w.spawn()
+    drive(workers, until=lambda: all(w.ready for w in workers))
+
+
+class SandboxPool:
+    """A pool of sandbox workers (default: one per core). Use as a context manager or call ``close``.
+
+    ``harness`` ("module:function") runs inside the worker as ``harness(policy_fn, inputs)``; without
+    it a call is ``policy_fn(**inputs)``. ``preload`` modules are imported once per worker so policy
+    processes fork with them loaded (a harness module may add names in ``SANDBOX_PRELOAD``).
+    ``protect_parent`` makes this process non-dumpable so workers running as the same user cannot
+    read its environment (API keys) through /proc.
+    """
+
+    def __init__(self, n_workers: int | None = None, limits: SandboxLimits = SandboxLimits(),
+                 harness: str | None = None, preload: tuple[str, ...] = DEFAULT_PRELOAD,
+                 protect_parent: bool = True) -> None:
+        n = n_workers if n_workers is not None else (os.cpu_count() or 1)
+        if n < 1:
+            raise SandboxError(f"SandboxPool.n_workers must be >= 1, got {n_workers!r}")
+        if harness is not None and ":" not in harness:
+            raise SandboxError(f"SandboxPool.harness must be 'module:function', got {harness!r}")
+        self.limits, self.harness = limits, harness
+        self.workers = [Worker(limits, harness, tuple(preload)) for _ in range(n)]
+        self.protect_parent = protect_parent
+        self.stats = {"calls": 0, "sessions": 0, "timeouts": 0, "crashes": 0, "redispatched": 0}
+        self._finalizer = weakref.finalize(self, _close_workers, self.workers)
+
+    @property
+    def n_workers(self) -> int:
+        return len(self.workers)
+
+    def __enter__(self) -> SandboxPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._finalizer()
+
+    def start(self) -> None:
+        """Start the worker processes now (otherwise the first ``run`` does)."""
+        if self.protect_parent:
+            set_parent_undumpable()
+        start_workers(self.workers)
+
+    def run(self, jobs: list[Job]) -> list[list[CallResult]]:
+        """Run every job's calls; results come back in job and sample order."""
+        if not self._finalizer.alive:
+            raise SandboxError("SandboxPool is closed")
+        self.start()
+        t0 = time.monotonic()
+        deadline = t0 + self.limits.batch_deadline_s if self.limits.batch_deadline_s else None
+        results: list[list[CallResult | None]] = [[None] * len(job[2]) for job in jobs]
+        blobs = [[encode_inputs((), kw, f"job {j} sample {i}") for i, kw in enumerate(job[2])]
+                 for j, job in enumerate(jobs)]
+        total = sum(len(b) for b in blobs)
+        chunk = max(1, math.ceil(total / (2 * self.n_workers)))
+        queue: deque[tuple[int, list[int]]] = deque(
+            (j, list(range(len(b)))[k : k + chunk]) for j, b in enumerate(blobs) for k in range(0, len(b), chunk)
+        )
+        where: dict[int, tuple[int, int]] = {}  # call id → (job, sample)
+        next_id = 0
+
+        def collect() -> None:
+            for w in self.workers:
+                for cid, res in w.completed:
+                    j, i = where.pop(cid)
+                    results[j][i] = res
+                    if res.status in ("timeout", "crash"):
+                        self.stats["timeouts" if res.status == "timeout" else "crashes"] += 1
+                w.completed.clear()
+                if w.unfinished:  # re-dispatch first, grouped per job, order kept
+                    by_job: dict[int, list[int]] = {}
+                    for cid in w.unfinished:
+                        j, i = where.pop(cid)
+                        by_job.setdefault(j, []).append(i)
+                    for j, idx in reversed(by_job.items()):
+                        queue.appendleft((j, idx))
+                    self.stats["redispatched"] += len(w.unfinished)
+                    w.unfinished.clear()
+
+        while True:
+            collect()
+            for w in self.workers:
+                if w.idle and queue:
+                    j, idx = queue.popleft()
+                    calls = []
+                    for i in idx:
+                        where[next_id] = (j, i)
+                        calls.append((next_id, blobs[j][i]))
+                        next_id += 1
+                    w.open_session(jobs[j][0], jobs[j][1])
+                    w.send_calls(calls)
+                    w.end_session()
+                    self.stats["sessions"] += 1
+            if not queue and all(w.session is None for w in self.workers):
+                break
+            ok = drive(self.workers, until=lambda: any(w.completed or w.unfinished or (w.idle and queue)
+                                                       for w in self.workers), deadline=deadline)
+            if not ok:
+                self._expire(deadline)
+                collect()
+                break
+        collect()
+        self.stats["calls"] += total
+        message = f"the batch deadline of {self.limits.batch_deadline_s}s passed before this call ran"
+        return [[r if r is not None else CallResult("timeout", error_type="Timeout", error_message=message)
+                 for r in row] for row in results]
+
+    def _expire(self, deadline: float | None) -> None:
+        """Batch deadline: kill every running session and wait for the zygotes to report them."""
+        log.warning("sandbox batch deadline of %ss exceeded; killing running calls", self.limits.batch_deadline_s)
+        message = f"the batch deadline of {self.limits.batch_deadline_s}s passed; the call was killed"
+        for w in self.workers:
+            w.kill_session("timeout", message)
+        drive(self.workers, until=lambda: all(w.session is None for w in self.workers),
+              deadline=time.monotonic() + 10.0)
+
+
+def _close_workers(workers: list[Worker]) -> None:
+    for w in workers:
+        try:
+            w.close()
+        except Exception:  # pragma: no cover - best effort at interpreter exit
+            log.debug("closing a sandbox worker failed", exc_info=True)

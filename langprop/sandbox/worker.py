@@ -1,0 +1,379 @@
+"""Trusted-side handle of one worker (a zygote process and its current policy session).
+
+The handle is non-blocking: a driver loop (:func:`drive`) selects over the pipes of several workers,
+feeds their bytes in, and asks each for its next deadline. Per-call timeouts are read from the shared
+progress page (which call runs since when), so calls are sent in batches and answered in batches,
+yet an overdue call is killed within milliseconds: the whole session process group gets SIGKILL,
+the overdue call becomes ``timeout`` and the calls after it are handed back for re-dispatch.
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+import os
+import re
+import selectors
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from langprop.sandbox.types import CallResult, SandboxError, SandboxLimits
+from langprop.sandbox.wire import HEADER, ProtocolError, dumps, frame, loads_plain
+from langprop.sandbox.zygote import IDLE, PROGRESS
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PRELOAD = (
+    "numpy", "math", "random", "collections", "itertools", "functools", "heapq", "bisect", "re",
+    "json", "typing", "dataclasses", "statistics", "copy", "operator", "string", "enum",
+)  # fmt: skip
+_ENV_KEEP = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "SYSTEMROOT")
+_SECRET = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH)|^(OPENAI|ANTHROPIC|AWS|AZURE|HF)_", re.I)
+_START_TIMEOUT_S = 120.0
+_SESSION_SLACK_S = 2.0  # compile + module-level code, on top of n_calls * call_timeout
+
+
+def worker_env() -> dict[str, str]:
+    """Environment for worker processes: an allowlist, never anything that looks like a secret."""
+    env = {k: v for k, v in os.environ.items() if k in _ENV_KEEP and not _SECRET.search(k)}
+    roots = [str(Path(__file__).resolve().parents[2])] + [p for p in sys.path if p and os.path.isdir(p)]
+    env.update(
+        PYTHONPATH=os.pathsep.join(dict.fromkeys(roots)),
+        HOME=tempfile.gettempdir(),
+        PYTHONNOUSERSITE="1",
+        PYTHONDONTWRITEBYTECODE="1",
+        OMP_NUM_THREADS="1",
+        OPENBLAS_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
+        NUMEXPR_NUM_THREADS="1",
+    )
+    return env
+
+
+def _signal_reason(sig: int, limits: SandboxLimits) -> str:
+    if sig == signal.SIGXCPU:
+        return f"CPU limit of {limits.cpu_s}s exceeded (SIGXCPU)"
+    if sig == signal.SIGKILL:
+        return "killed by SIGKILL (out of memory?)"
+    name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+    return f"killed by {name}"
+
+
+@dataclass
+class _Session:
+    pending: list[int] = field(default_factory=list)  # sent, not yet answered, in order
+    pid: int | None = None
+    deadline: float = 0.0  # hard bound independent of what the (untrusted) progress page says
+    kill: tuple[str, str] | None = None  # (status, message) for the running call once we killed it
+    ended: bool = False  # "end" sent: a clean exit is expected once pending is empty
+    discard: bool = False  # the result stream is corrupt; ignore it until the session ends
+
+
+class Worker:
+    """One zygote and at most one live session. Results land in ``completed``; after a session ends
+    abnormally the calls it did not answer land in ``unfinished`` (the caller re-dispatches them)."""
+
+    def __init__(self, limits: SandboxLimits, harness: str | None = None,
+                 preload: tuple[str, ...] = DEFAULT_PRELOAD) -> None:
+        self.limits, self.harness, self.preload = limits, harness, preload
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.session: _Session | None = None
+        self.completed: list[tuple[int, CallResult]] = []
+        self.unfinished: list[int] = []
+        self.restarts = 0
+
+    # ---- process lifecycle -------------------------------------------------------------------
+    def spawn(self) -> None:
+        ctl_r, ctl_w = os.pipe()
+        res_r, res_w = os.pipe()
+        shm = os.memfd_create("langprop-progress")
+        os.ftruncate(shm, PROGRESS.size)
+        self.progress = mmap.mmap(shm, PROGRESS.size)
+        PROGRESS.pack_into(self.progress, 0, IDLE, 0.0)
+        self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
+        cmd = [sys.executable, "-s", "-m", "langprop.sandbox.zygote", str(ctl_w), str(res_w), str(shm)]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self.stderr,
+                                     pass_fds=(ctl_w, res_w, shm), env=worker_env(), start_new_session=True,
+                                     cwd=tempfile.gettempdir())
+        for fd in (ctl_w, res_w, shm):
+            os.close(fd)
+        assert self.proc.stdin is not None
+        self.cmd_fd, self.ctl_fd, self.res_fd = self.proc.stdin.fileno(), ctl_r, res_r
+        for fd in (self.cmd_fd, ctl_r, res_r):
+            os.set_blocking(fd, False)
+        self.ctl_buf, self.res_buf, self.outbox = bytearray(), bytearray(), bytearray()
+        self.ready = False
+        config = {"preload": list(self.preload), "harness": self.harness}
+        self.outbox += frame(dumps(("init", config)))
+        self.started_at = time.monotonic()
+
+    def fileobjs(self) -> list[tuple[int, int]]:
+        events = [(self.ctl_fd, selectors.EVENT_READ), (self.res_fd, selectors.EVENT_READ)]
+        if self.outbox:
+            events.append((self.cmd_fd, selectors.EVENT_WRITE))
+        return events
+
+    def close(self) -> None:
+        if self.proc is None:
+            return
+        if self.session is not None and self.session.pid:
+            _killpg(self.session.pid)
+        _killpg(self.proc.pid)
+        self.proc.wait()
+        for fd in (self.ctl_fd, self.res_fd):
+            os.close(fd)
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        self.progress.close()
+        self.stderr.close()
+        self.proc = None
+
+    def _fail_start(self, why: str) -> None:
+        self.stderr.seek(0)
+        tail = self.stderr.read().decode(errors="replace").strip().splitlines()[-3:]
+        self.close()
+        raise SandboxError(f"sandbox worker failed to start ({why}){': ' + ' | '.join(tail) if tail else ''}")
+
+    def restart(self) -> None:
+        """The zygote died or its channels are corrupt: a fresh interpreter (calls were handed back)."""
+        log.warning("restarting sandbox worker (pid %s)", self.proc.pid if self.proc else None)
+        self.close()
+        self.session = None
+        self.restarts += 1
+        self.spawn()
+
+    # ---- sessions ----------------------------------------------------------------------------
+    @property
+    def idle(self) -> bool:
+        return self.ready and self.session is None
+
+    def open_session(self, source: str, function_name: str) -> None:
+        assert self.idle, "worker busy"
+        PROGRESS.pack_into(self.progress, 0, IDLE, 0.0)
+        self.session = _Session(deadline=time.monotonic() + _SESSION_SLACK_S)
+        self.outbox += frame(dumps(("session", source, function_name, asdict(self.limits))))
+
+    def send_calls(self, calls: list[tuple[int, bytes]]) -> None:
+        s = self.session
+        assert s is not None and not s.ended
+        now = time.monotonic()
+        s.deadline = max(s.deadline, now + _SESSION_SLACK_S) + len(calls) * self.limits.call_timeout_s
+        s.pending.extend(i for i, _ in calls)
+        self.outbox += frame(dumps(("calls", calls)))
+
+    def end_session(self) -> None:
+        assert self.session is not None
+        self.session.ended = True
+        self.outbox += frame(dumps(("end",)))
+
+    def kill_session(self, status: str, message: str) -> None:
+        """SIGKILL the session's process group; the running call gets (status, message)."""
+        s = self.session
+        if s is None or s.kill is not None:
+            return
+        s.kill = (status, message)
+        if s.pid is not None:
+            _killpg(s.pid)
+
+    # ---- I/O -------------------------------------------------------------------------------
+    def on_event(self, fd: int, mask: int) -> None:
+        if fd == self.cmd_fd and mask & selectors.EVENT_WRITE:
+            try:
+                n = os.write(self.cmd_fd, self.outbox)
+                del self.outbox[:n]
+            except BlockingIOError:
+                pass
+            except BrokenPipeError:
+                self._zygote_died()
+        elif fd == self.res_fd:
+            self._read_results()
+        elif fd == self.ctl_fd:
+            self._read_control()
+
+    def _read_results(self) -> None:
+        eof = _read_into(self.res_fd, self.res_buf)
+        s = self.session
+        if s is None or s.discard:
+            self.res_buf.clear()
+            return
+        try:
+            for payload in _frames(self.res_buf, self.limits.max_output_bytes + 4096):
+                self._accept_results(loads_plain(payload))
+        except ProtocolError as exc:
+            log.warning("sandbox session sent a corrupt result stream: %s", exc)
+            s.discard = True
+            self.res_buf.clear()
+            self.kill_session("crash", f"the worker sent a corrupt or oversized message ({exc})")
+        if eof:
+            self._zygote_died()
+
+    def _accept_results(self, msg: Any) -> None:
+        s = self.session
+        assert s is not None
+        if not (isinstance(msg, tuple) and len(msg) == 2 and msg[0] == "results" and isinstance(msg[1], list)):
+            raise ProtocolError("unexpected message on the result channel")
+        for item in msg[1]:
+            if not (isinstance(item, tuple) and len(item) == 8 and item[0] in s.pending):
+                raise ProtocolError("result for a call that is not pending")
+            index, status, output, etype, emsg, tb, stdout, duration = item
+            if status not in ("ok", "exception") or not all(x is None or type(x) is str for x in (etype, emsg, tb)):
+                raise ProtocolError("malformed call result")
+            s.pending.remove(index)
+            self.completed.append((index, CallResult(
+                status=status, output=output, error_type=etype, error_message=emsg, traceback=tb,
+                stdout=stdout if type(stdout) is str else "",
+                duration_s=float(duration) if type(duration) in (int, float) else 0.0,
+            )))  # fmt: skip
+
+    def _read_control(self) -> None:
+        eof = _read_into(self.ctl_fd, self.ctl_buf)
+        for payload in _frames(self.ctl_buf, 1 << 20):
+            msg = loads_plain(payload)  # the zygote never runs policy code; still, plain data only
+            if msg[0] == "ready":
+                self.ready = True
+            elif msg[0] == "error":
+                self._fail_start(f"harness or preload import failed: {msg[1]}")
+            elif msg[0] == "started" and self.session is not None:
+                self.session.pid = msg[1]
+                if self.session.kill is not None:
+                    _killpg(msg[1])
+            elif msg[0] == "exited" and self.session is not None:
+                self._session_exited(msg[2], msg[3])
+        if eof:
+            self._zygote_died()
+
+    def _session_exited(self, code: int | None, sig: int | None) -> None:
+        s = self.session
+        assert s is not None
+        if not s.discard:
+            self._read_results()  # the process is dead: everything it wrote is in the pipe now
+        self.res_buf.clear()
+        if s.pending:
+            if s.kill is not None:
+                status, message = s.kill
+            elif sig is not None:
+                status, message = "crash", f"the policy process was {_signal_reason(sig, self.limits)}"
+            else:
+                status, message = "crash", f"the policy process exited with status {code} before answering (os._exit?)"
+            self._finish_running(status, message)
+        self.session = None
+
+    def _finish_running(self, status: str, message: str) -> None:
+        """The running call (per the progress page, else the first pending) gets the verdict; the rest
+        are handed back."""
+        s = self.session
+        assert s is not None and s.pending
+        index, start = PROGRESS.unpack_from(self.progress, 0)
+        running = index if index in s.pending else s.pending[0]
+        elapsed = time.monotonic() - start if index == running else 0.0
+        s.pending.remove(running)
+        self.completed.append((running, CallResult(status=status, error_type=_ERROR_TYPE[status],  # type: ignore[arg-type]
+                                                   error_message=message, duration_s=elapsed)))
+        self.unfinished.extend(s.pending)
+        s.pending.clear()
+
+    def _zygote_died(self) -> None:
+        if self.proc is not None and not self.ready:
+            self._fail_start("the process exited during start-up")
+        if self.session is not None and self.session.pending:
+            status, message = self.session.kill or ("crash", "the sandbox worker died")
+            self._finish_running(status, message)
+        self.restart()
+
+    # ---- time ------------------------------------------------------------------------------
+    def next_deadline(self) -> float | None:
+        s = self.session
+        if not self.ready:
+            return self.started_at + _START_TIMEOUT_S
+        if s is None or not s.pending or s.kill is not None:
+            return None
+        index, start = PROGRESS.unpack_from(self.progress, 0)
+        if index in s.pending:
+            return min(s.deadline, start + self.limits.call_timeout_s)
+        return s.deadline
+
+    def check(self, now: float) -> None:
+        """Kill the session if its running call (or the session's hard bound) is overdue."""
+        if not self.ready:
+            if now > self.started_at + _START_TIMEOUT_S:
+                self._fail_start(f"not ready after {_START_TIMEOUT_S:.0f}s")
+            return
+        deadline = self.next_deadline()
+        if deadline is not None and now >= deadline:
+            self.kill_session("timeout", f"the call exceeded the {self.limits.call_timeout_s:g}s timeout and was killed")
+
+
+_ERROR_TYPE = {"timeout": "Timeout", "crash": "WorkerCrash", "exception": "Exception"}
+
+
+def _killpg(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    except PermissionError:  # pragma: no cover - group not formed yet
+        os.kill(pgid, signal.SIGKILL)
+
+
+def _read_into(fd: int, buf: bytearray) -> bool:
+    """Append everything readable now; True on EOF."""
+    while True:
+        try:
+            chunk = os.read(fd, 1 << 20)
+        except BlockingIOError:
+            return False
+        if not chunk:
+            return True
+        buf += chunk
+
+
+def _frames(buf: bytearray, max_len: int) -> list[bytes]:
+    out = []
+    while len(buf) >= HEADER.size:
+        (n,) = HEADER.unpack_from(buf, 0)
+        if n > max_len:
+            raise ProtocolError(f"message of {n} bytes exceeds the {max_len}-byte cap")
+        if len(buf) < HEADER.size + n:
+            break
+        out.append(bytes(buf[HEADER.size : HEADER.size + n]))
+        del buf[: HEADER.size + n]
+    return out
+
+
+def drive(workers: list[Worker], until: Any, deadline: float | None = None) -> bool:
+    """Run the I/O loop over ``workers`` until ``until()`` is true (True) or ``deadline`` passes (False)."""
+    sel = selectors.DefaultSelector()
+    try:
+        while not until():
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                return False
+            wake = [d for w in workers if (d := w.next_deadline()) is not None]
+            if deadline is not None:
+                wake.append(deadline)
+            timeout = max(0.0, min(wake) - now) + 0.0005 if wake else 0.5
+            registered: dict[int, Worker] = {}
+            for w in workers:
+                for fd, events in w.fileobjs():
+                    sel.register(fd, events)
+                    registered[fd] = w
+            try:
+                for key, mask in sel.select(min(timeout, 0.5)):
+                    w = registered[key.fd]
+                    if w.proc is not None:
+                        w.on_event(key.fd, mask)
+            finally:
+                for fd in registered:
+                    sel.unregister(fd)
+            now = time.monotonic()
+            for w in workers:
+                w.check(now)
+        return True
+    finally:
+        sel.close()

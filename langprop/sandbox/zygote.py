@@ -1,0 +1,263 @@
+"""Worker process: a clean pre-imported template that forks one confined process per policy session.
+
+Run as ``python -m langprop.sandbox.zygote CTL_FD RES_FD SHM_FD`` by :mod:`langprop.sandbox.worker`.
+The zygote itself never runs policy code, so it is reused for the whole life of the pool: after a
+timeout the parent SIGKILLs the session's process group and the next session is a fresh fork (a few
+ms) instead of a fresh interpreter (~0.3 s). Nothing one policy does (monkeypatching, global state,
+leaked memory) survives into the next session.
+
+Channels: fd 0 carries trusted commands from the parent (the zygote reads one ``session`` frame, the
+session process reads its ``calls``/``end`` frames); ``CTL_FD`` carries the zygote's own reports
+(closed in the session, so a policy cannot forge them); ``RES_FD`` carries the session's per-call
+results, flushed in batches; ``SHM_FD`` is a shared page where the session writes which call is
+running since when, so the parent can enforce per-call timeouts without a message per call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import linecache
+import mmap
+import os
+import pickle
+import select
+import signal
+import struct
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from langprop.sandbox.wire import HEADER, dumps, frame, to_plain
+
+PROGRESS = struct.Struct("<qd")  # (index of the running call or -1, time.monotonic() when it started)
+IDLE = -1
+_FLUSH_EVERY_S = 0.05
+_FLUSH_EVERY_N = 256
+_TRACEBACK_CHARS = 3000
+_POLICY_FILE = "<policy>"
+_HERE = os.path.abspath(__file__)
+
+
+def read_exact(fd: int, n: int) -> bytes | None:
+    """Read exactly n bytes (never more: the next frame may belong to another process); None on EOF."""
+    chunks, left = [], n
+    while left:
+        chunk = os.read(fd, left)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_frame(fd: int) -> Any:
+    head = read_exact(fd, HEADER.size)
+    if head is None:
+        return None
+    body = read_exact(fd, HEADER.unpack(head)[0])
+    return None if body is None else pickle.loads(body)  # trusted direction: parent → worker
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def resolve(spec: str) -> Callable[..., Any]:
+    """``"module:function"`` → the function (trusted names from the pool's configuration)."""
+    module_name, _, attr = spec.partition(":")
+    obj: Any = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+class Session:
+    """One policy in one confined process: compile once, then serve call batches until ``end``."""
+
+    def __init__(self, source: str, name: str, harness: Callable[..., Any] | None, config: dict[str, Any],
+                 res_fd: int, progress: mmap.mmap) -> None:
+        from langprop.sandbox.confine import CappedWriter
+
+        self.source, self.name, self.harness = source, name, harness
+        self.res_fd, self.progress = res_fd, progress
+        self.capture = CappedWriter(int(config["stdout_cap_bytes"]))
+        self.max_output = int(config["max_output_bytes"])
+        self._compiled: dict[str, tuple[Callable[..., Any] | None, tuple[Any, ...] | None]] = {}
+        self.buffer: list[tuple[Any, ...]] = []
+        self.last_flush = time.monotonic()
+
+    def function(self) -> tuple[Callable[..., Any] | None, tuple[Any, ...] | None]:
+        """Compile and exec the source once per session (cached by source hash); errors are cached too."""
+        key = hashlib.sha256(self.source.encode()).hexdigest()
+        if key not in self._compiled:
+            linecache.cache[_POLICY_FILE] = (len(self.source), None, self.source.splitlines(True), _POLICY_FILE)
+            namespace: dict[str, Any] = {"__name__": "policy", "__builtins__": __builtins__}
+            try:
+                exec(compile(self.source, _POLICY_FILE, "exec"), namespace)
+                fn = namespace.get(self.name)
+                if not callable(fn):
+                    raise NameError(f"the policy source does not define a function named {self.name!r}")
+                self._compiled[key] = (fn, None)
+            except BaseException as exc:  # noqa: BLE001 - policy code: every failure is data
+                self._compiled[key] = (None, _error(exc, self.capture.take()))
+        return self._compiled[key]
+
+    def run(self, calls: list[tuple[int, bytes]]) -> None:
+        for index, blob in calls:
+            PROGRESS.pack_into(self.progress, 0, index, time.monotonic())
+            t0 = time.perf_counter()
+            fn, error = self.function()
+            if fn is None:
+                result = (index, *error, time.perf_counter() - t0)  # type: ignore[misc]
+            else:
+                result = self._call(index, fn, blob, t0)
+            self.buffer.append(result)
+            if len(self.buffer) >= _FLUSH_EVERY_N or time.monotonic() - self.last_flush > _FLUSH_EVERY_S:
+                self.flush()
+        PROGRESS.pack_into(self.progress, 0, IDLE, time.monotonic())
+        self.flush()
+
+    def _call(self, index: int, fn: Callable[..., Any], blob: bytes, t0: float) -> tuple[Any, ...]:
+        try:
+            args, kwargs = pickle.loads(blob)  # a fresh copy per call: mutations stay in this call
+            if self.harness is not None:
+                out = self.harness(fn, kwargs) if not args else self.harness(fn, *args, **kwargs)
+            else:
+                out = fn(*args, **kwargs)
+            plain = to_plain(out)
+            return (index, "ok", plain, None, None, None, self.capture.take(), time.perf_counter() - t0)
+        except BaseException as exc:  # noqa: BLE001 - SystemExit/KeyboardInterrupt are policy failures too
+            return (index, *_error(exc, self.capture.take()), time.perf_counter() - t0)
+
+    def flush(self) -> None:
+        if not self.buffer:
+            return
+        payload = dumps(("results", self.buffer))
+        if len(payload) > self.max_output:
+            payload = dumps(("results", [self._shrink(r) for r in self.buffer]))
+        write_all(self.res_fd, frame(payload))
+        self.buffer = []
+        self.last_flush = time.monotonic()
+
+    def _shrink(self, result: tuple[Any, ...]) -> tuple[Any, ...]:
+        if len(dumps(result)) * 2 <= self.max_output:
+            return result
+        message = f"the output is larger than max_output_bytes={self.max_output}"
+        return (result[0], "exception", None, "OutputTooLarge", message, None, result[6][:1000], result[7])
+
+
+def _safe_str(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except BaseException:  # noqa: BLE001 - a hostile __str__
+        return "<unprintable exception>"
+
+
+def _error(exc: BaseException, stdout: str) -> tuple[Any, ...]:
+    """(status, output, type, message, traceback tail, stdout) for a failed call, frames of this file cut."""
+    tb = exc.__traceback__
+    while tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename) == _HERE:
+        tb = tb.tb_next
+    try:
+        text = "".join(traceback.format_exception(type(exc), exc, tb))
+    except BaseException:  # noqa: BLE001
+        text = f"{type(exc).__name__}: {_safe_str(exc)}\n"
+    if len(text) > _TRACEBACK_CHARS:
+        text = "...\n" + text[-_TRACEBACK_CHARS:]
+    return ("exception", None, type(exc).__name__, _safe_str(exc)[:2000], text, stdout)
+
+
+def _run_session(msg: tuple[Any, ...], harness: Callable[..., Any] | None, config: dict[str, Any],
+                 ctl_fd: int, res_fd: int, progress: mmap.mmap) -> None:
+    """Body of the forked process. Never returns: os._exit skips atexit hooks a policy may add."""
+    code = 0
+    try:
+        os.setpgid(0, 0)
+        os.close(ctl_fd)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        devnull = os.open(os.devnull, os.O_RDWR)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        from langprop.sandbox.confine import confine_child
+
+        confine_child(int(config["memory_mb"]), int(config["cpu_s"]), int(config["max_processes"]))
+        session = Session(msg[1], msg[2], harness, config, res_fd, progress)
+        sys.stdout = sys.stderr = session.capture  # type: ignore[assignment]
+        while True:
+            command = read_frame(0)
+            if command is None or command[0] == "end":
+                break
+            session.run(command[1])
+    except BaseException:  # noqa: BLE001 - report through the exit status; the parent names it
+        code = 70
+    os._exit(code)
+
+
+def _wait_session(pid: int, parent: int) -> tuple[int | None, int | None]:
+    """Wait for the session to end; kill it (and exit) if our own parent died meanwhile."""
+    pidfd = os.pidfd_open(pid) if hasattr(os, "pidfd_open") else None
+    while True:
+        if pidfd is not None:
+            if select.select([pidfd], [], [], 1.0)[0]:
+                status = os.waitpid(pid, 0)[1]
+                break
+        else:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.002)
+        if os.getppid() != parent:
+            _killpg(pid)
+            os._exit(0)
+    if pidfd is not None:
+        os.close(pidfd)
+    _killpg(pid)  # anything the session left behind in its group
+    if os.WIFSIGNALED(status):
+        return None, os.WTERMSIG(status)
+    return os.WEXITSTATUS(status), None
+
+
+def _killpg(pgid: int) -> None:
+    with contextlib.suppress(OSError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def main(argv: list[str]) -> None:
+    ctl_fd, res_fd, shm_fd = (int(a) for a in argv[1:4])
+    progress = mmap.mmap(shm_fd, PROGRESS.size)
+    parent = os.getppid()
+    init = read_frame(0)
+    try:
+        config = init[1]
+        for name in config.get("preload", ()):
+            importlib.import_module(name)
+        harness = resolve(config["harness"]) if config.get("harness") else None
+        if harness is not None:
+            for name in getattr(sys.modules[harness.__module__], "SANDBOX_PRELOAD", ()):
+                importlib.import_module(name)
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises SandboxError
+        write_all(ctl_fd, frame(dumps(("error", f"{type(exc).__name__}: {exc}"))))
+        return
+    write_all(ctl_fd, frame(dumps(("ready", os.getpid()))))
+    while True:
+        msg = read_frame(0)
+        if msg is None or msg[0] == "quit":
+            return
+        pid = os.fork()
+        if pid == 0:
+            _run_session(msg, harness, config | msg[3], ctl_fd, res_fd, progress)
+        with contextlib.suppress(OSError):
+            os.setpgid(pid, pid)  # also done in the child: whichever runs first, the group exists
+        write_all(ctl_fd, frame(dumps(("started", pid))))
+        code, sig = _wait_session(pid, parent)
+        write_all(ctl_fd, frame(dumps(("exited", pid, code, sig))))
+
+
+if __name__ == "__main__":
+    main(sys.argv)
