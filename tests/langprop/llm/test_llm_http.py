@@ -78,9 +78,9 @@ def test_retries_exhausted_raise_llm_unavailable_naming_endpoint(fake_openai, ma
 
 def test_client_errors_are_not_retried(fake_openai, make_config):
     fake_openai.fail_next(401)
-    with LLMClient(make_config(api_key_env="LANGPROP_TEST_NO_SUCH_KEY")) as client:
-        with pytest.raises(LLMUnavailable) as info:
-            client.complete([user("hello")], n=1)
+    cfg = make_config(api_key_env="LANGPROP_TEST_NO_SUCH_KEY")
+    with LLMClient(cfg) as client, pytest.raises(LLMUnavailable) as info:
+        client.complete([user("hello")], n=1)
     assert fake_openai.request_count == 1
     assert "HTTP 401" in str(info.value) and "LANGPROP_TEST_NO_SUCH_KEY is not set" in str(info.value)
 
