@@ -20,7 +20,6 @@ from driving.render import (
     save_png,
 )
 from driving.render.map_layer import MapColours
-from driving.towns import get_town
 from driving.types import ActorBox, Keypoint, RoadOption, Route, RouteWaypoint, VehicleControl, WorldTick
 
 
@@ -42,8 +41,8 @@ class Event:
 
 
 @pytest.fixture(scope="module")
-def cmap(tmp_path_factory):
-    return get_town("grid_tls").load_map()
+def cmap(grid_map):
+    return grid_map
 
 
 @pytest.fixture(scope="module")

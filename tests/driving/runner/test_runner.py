@@ -1,0 +1,104 @@
+"""run_routes closed loop in the real embedded world (SUMO + carla.Map), scored by RouteMonitor."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from driving.criteria import PARAMS
+from leaderboard_eval.runner import RunnerError, parse_subset, run_routes, select_routes
+from tests.driving.runner.conftest import CrashOn, HangOn, Parked, Pursuit
+
+LEADERBOARD_KEYS = {"_checkpoint", "entry_status", "eligible", "sensors", "values", "labels"}
+
+
+def test_routes_complete_and_results_json_has_the_leaderboard_shape(short_routes, world_config, tmp_path):
+    path = tmp_path / "results.json"
+    results = run_routes(short_routes[:2], world_config, Pursuit, version="2.0", checkpoint_path=path,
+                         progress=False)
+    on_disk = json.loads(path.read_text())
+    assert on_disk == json.loads(json.dumps(results))
+    assert set(on_disk) == LEADERBOARD_KEYS
+    ckpt = on_disk["_checkpoint"]
+    assert ckpt["progress"] == [2, 2]
+    assert [r["route_id"] for r in ckpt["records"]] == ["RouteScenario_0_rep0", "RouteScenario_1_rep0"]
+    for rec in ckpt["records"]:
+        assert rec["status"] in ("Completed", "Perfect"), rec
+        assert rec["scores"]["score_route"] == 100.0
+        assert set(rec["meta"]) == {"route_length", "duration_game", "duration_system"}
+        assert 40 < rec["meta"]["route_length"] < 50
+    assert on_disk["entry_status"] == "Finished" and on_disk["eligible"] is True
+    assert len(on_disk["labels"]) == len(on_disk["values"]) == 15
+    assert ckpt["global_record"]["scores_mean"]["score_route"] == 100.0
+
+
+def test_crashing_driver_fails_its_route_and_the_next_one_runs(short_routes, world_config, tmp_path):
+    results = run_routes(short_routes[:2], world_config, lambda: CrashOn({"0"}), checkpoint_path=tmp_path / "r.json",
+                         progress=False)
+    first, second = results["_checkpoint"]["records"]
+    assert first["status"] == "Failed - Agent crashed"
+    assert first["scores"]["score_route"] < 100
+    assert second["status"] in ("Completed", "Perfect")
+
+
+def test_a_driver_that_never_moves_is_blocked(short_routes, world_config, tmp_path):
+    assert PARAMS["2.0"].blocked_time == 180.0  # the default stays the leaderboard's rule
+    results = run_routes(short_routes[:1], world_config, Parked, checkpoint_path=tmp_path / "r.json",
+                         blocked_time_s=2.0, progress=False)
+    (rec,) = results["_checkpoint"]["records"]
+    assert rec["status"] == "Failed - Agent got blocked"
+    assert len(rec["infractions"]["vehicle_blocked"]) == 1
+    assert 2.0 < rec["meta"]["duration_game"] < 3.0
+
+
+def test_a_hung_driver_hits_the_wall_time_limit_and_the_run_goes_on(short_routes, world_config, tmp_path):
+    results = run_routes(short_routes[:2], world_config, lambda: HangOn({"0"}), checkpoint_path=tmp_path / "r.json",
+                         wall_time_limit_s=1.5, progress=False)
+    first, second = results["_checkpoint"]["records"]
+    assert first["status"] == "Failed - Wall time limit exceeded"
+    assert second["status"] in ("Completed", "Perfect")
+
+
+def test_resume_skips_recorded_routes_and_keeps_their_records(short_routes, world_config, tmp_path):
+    path = tmp_path / "results.json"
+    run_routes(select_routes(short_routes[:2], "0"), world_config, Pursuit, checkpoint_path=path, progress=False)
+    before = json.loads(path.read_text())["_checkpoint"]["records"][0]
+    made: list[str] = []
+
+    class Counting(Pursuit):
+        def reset(self, route):
+            made.append(route.id)
+            super().reset(route)
+
+    results = run_routes(short_routes[:2], world_config, Counting, checkpoint_path=path, resume=True,
+                         progress=False)
+    assert made == ["1"]
+    records = results["_checkpoint"]["records"]
+    assert records[0] == before
+    assert [r["route_id"] for r in records] == ["RouteScenario_0_rep0", "RouteScenario_1_rep0"]
+    assert results["_checkpoint"]["progress"] == [2, 2]
+    made.clear()  # without resume everything runs again
+    run_routes(short_routes[:1], world_config, Counting, checkpoint_path=path, progress=False)
+    assert made == ["0"]
+
+
+def test_ctrl_c_writes_results_so_far(short_routes, world_config, tmp_path):
+    path = tmp_path / "results.json"
+    with pytest.raises(KeyboardInterrupt):
+        run_routes(short_routes[:2], world_config, lambda: CrashOn({"1"}, exc=KeyboardInterrupt),
+                   checkpoint_path=path, progress=False)
+    data = json.loads(path.read_text())
+    assert data["_checkpoint"]["progress"] == [1, 2]
+    assert data["entry_status"] == "Started" and data["eligible"] is False
+    assert [r["route_id"] for r in data["_checkpoint"]["records"]] == ["RouteScenario_0_rep0"]
+
+
+def test_repetitions_and_subsets(short_routes, tmp_path):
+    assert parse_subset("0-4,7") == ["0", "1", "2", "3", "4", "7"]
+    assert parse_subset(" 2 ,a-b") == ["2", "a-b"]
+    with pytest.raises(RunnerError, match="start > end"):
+        parse_subset("4-1")
+    assert [r.id for r in select_routes(short_routes, "2,0")] == ["0", "2"]
+    with pytest.raises(RunnerError, match="no route with id 9"):
+        select_routes(short_routes, "0-1,9")
