@@ -80,7 +80,9 @@ class TownSpec:
 
     def key(self, extra: str = "") -> str:
         """Short stable hash of the spec (plus ``extra``, e.g. the SUMO version)."""
-        return hashlib.sha256((self.canonical() + "|" + extra).encode()).hexdigest()[:16]
+        # the generated command line is part of the key: changing how a spec is built invalidates it
+        text = "|".join([self.canonical(), " ".join(self.netgenerate_args()), extra])
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> TownSpec:
@@ -124,7 +126,7 @@ class TownSpec:
         if p["crossings"] and p["sidewalks"]:
             args += ["--crossings.guess", "true"]
         # U-turns make odd junction connectors and routes; leaderboard towns have none either.
-        args += ["--no-turnarounds", "true"]
+        args += ["--no-turnarounds.except-deadend", "true"]
         return args
 
 

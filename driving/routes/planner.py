@@ -1,0 +1,315 @@
+"""Route planner on the carla.Map lane topology (the agents package's GlobalRoutePlanner, rebuilt).
+
+Graph: one node per driving lane section ``(road, section, lane)``; edges to successor lanes (from
+``get_topology()``, whose pairs are (lane start, successor-lane start) — so lanes without successors
+still appear, as targets) and lane-change edges to same-direction neighbours outside junctions where
+the road marks allow it. A* (networkx) weights: the source lane's length for lane following, a small
+constant for a lane change. Dense points are sampled ~``resolution`` m apart straight from the lane
+geometry (``get_waypoint_xodr``), so consecutive lanes join without gaps; a lane change blends
+laterally from one lane to its neighbour over ``LANE_CHANGE_LENGTH`` metres instead of jumping.
+
+Labels follow the leaderboard: LANEFOLLOW outside junctions, STRAIGHT / LEFT / RIGHT on junction
+connectors (deviation < 33° is straight, else by the sign of the turn), CHANGELANELEFT / RIGHT on
+lane-change points. Nothing here calls ``next_until_lane_end`` / ``previous_until_lane_start``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from typing import Any
+
+import carla
+import networkx as nx
+
+from driving.types import Keypoint, RoadOption, Route, RouteWaypoint
+
+LaneKey = tuple[int, int, int]  # (road_id, section_id, lane_id)
+
+STRAIGHT_THRESHOLD_DEG = 33.0
+LANE_CHANGE_COST = 5.0  # m; >0 so the search never weaves between lanes for free
+LANE_CHANGE_LENGTH = 8.0  # m of lateral blend
+LANE_CHANGE_MIN_LANE = 12.0  # m; shorter lanes offer no lane change
+LANE_CHANGE_LEAD = 1.0  # m followed on the old lane before blending
+MAX_CHANGES = 2  # lane changes in a row within one lane section (enough for 3 lanes)
+_CHANGE_ROOM = LANE_CHANGE_LENGTH + LANE_CHANGE_LEAD
+_TARGET = ("T",)
+
+
+class NoRouteError(ValueError):
+    """No drivable path joins two keypoints (or a keypoint is off every driving lane)."""
+
+
+@dataclass
+class _Lane:
+    key: LaneKey
+    s_start: float  # s where travel starts (section start for right lanes, end for left lanes)
+    s_end: float
+    is_junction: bool
+    start_xy: tuple[float, float]
+    end_xy: tuple[float, float]
+    option: RoadOption = RoadOption.LANEFOLLOW
+
+    @property
+    def length(self) -> float:
+        return abs(self.s_end - self.s_start)
+
+    def direction(self) -> float:
+        return 1.0 if self.s_end >= self.s_start else -1.0
+
+
+def _wrap(angle: float) -> float:
+    return (angle + 180.0) % 360.0 - 180.0
+
+
+def turn_option(entry_yaw: float, exit_yaw: float) -> RoadOption:
+    """STRAIGHT if the heading changes by < 33°, else LEFT / RIGHT (carla yaw grows clockwise)."""
+    delta = _wrap(exit_yaw - entry_yaw)
+    if abs(delta) < STRAIGHT_THRESHOLD_DEG:
+        return RoadOption.STRAIGHT
+    return RoadOption.RIGHT if delta > 0 else RoadOption.LEFT
+
+
+def _section_ranges(xodr_text: str) -> dict[tuple[int, int], tuple[float, float]]:
+    """(road, section index) → (s_begin, s_end) from the OpenDRIVE text."""
+    out: dict[tuple[int, int], tuple[float, float]] = {}
+    for road in ET.fromstring(xodr_text).iter("road"):
+        rid, length = int(road.get("id", "-1")), float(road.get("length", "0"))
+        starts = [float(ls.get("s", "0")) for ls in road.iter("laneSection")]
+        for i, s0 in enumerate(starts):
+            out[(rid, i)] = (s0, starts[i + 1] if i + 1 < len(starts) else length)
+    return out
+
+
+class RoutePlanner:
+    """A* route planner over a ``carla.Map``; ``trace`` gives dense labelled waypoints."""
+
+    def __init__(self, carla_map: Any, resolution: float = 1.0) -> None:
+        self.map = carla_map
+        self.resolution = float(resolution)
+        self._ranges = _section_ranges(carla_map.to_opendrive())
+        self.lanes: dict[LaneKey, _Lane] = {}
+        self.graph = nx.DiGraph()
+        self._build()
+
+    # ------------------------------------------------------------------ graph
+    def _wp(self, key: LaneKey, s: float) -> carla.Waypoint | None:
+        s0, s1 = self._ranges[(key[0], key[1])]
+        return self.map.get_waypoint_xodr(key[0], key[2], min(max(s, s0 + 1e-3), s1 - 1e-3))
+
+    def _lane(self, wp: carla.Waypoint) -> _Lane:
+        key = (wp.road_id, wp.section_id, wp.lane_id)
+        lane = self.lanes.get(key)
+        if lane is None:
+            s0, s1 = self._ranges[(key[0], key[1])]
+            start, end = (s0, s1) if key[2] < 0 else (s1, s0)
+            a, b = self._wp(key, start), self._wp(key, end)
+            lane = _Lane(key, start, end, wp.is_junction, _xy(a), _xy(b))
+            if wp.is_junction:
+                lane.option = turn_option(a.transform.rotation.yaw, b.transform.rotation.yaw)
+            self.lanes[key] = lane
+            self.graph.add_node(key)
+        return lane
+
+    def _build(self) -> None:
+        # Search nodes are (lane, k): k = lane changes made in a row within this lane section, so the
+        # room a further change needs can be checked (see _weight). Follow edges reset k to 0.
+        follows: list[tuple[LaneKey, LaneKey]] = []
+        for entry, successor in self.map.get_topology():
+            a, b = self._lane(entry), self._lane(successor)
+            if a.key != b.key:
+                follows.append((a.key, b.key))
+        changes: list[tuple[LaneKey, LaneKey, RoadOption]] = []
+        for lane in list(self.lanes.values()):
+            if lane.is_junction or lane.length < LANE_CHANGE_MIN_LANE:
+                continue
+            wp = self._wp(lane.key, (lane.s_start + lane.s_end) / 2.0)
+            allowed = str(wp.lane_change)
+            for side, option, neighbour in (
+                ("Left", RoadOption.CHANGELANELEFT, wp.get_left_lane()),
+                ("Right", RoadOption.CHANGELANERIGHT, wp.get_right_lane()),
+            ):
+                if neighbour is None or neighbour.lane_type != carla.LaneType.Driving:
+                    continue
+                if neighbour.lane_id * lane.key[2] <= 0 or allowed not in (side, "Both"):
+                    continue  # opposite direction, or the road marks forbid it
+                changes.append((lane.key, self._lane(neighbour).key, option))
+        for key in self.lanes:
+            for k in range(MAX_CHANGES + 1):
+                self.graph.add_node((key, k))
+        for a, b in follows:
+            for k in range(MAX_CHANGES + 1):
+                self.graph.add_edge((a, k), (b, 0), weight=self.lanes[a].length, kind="follow")
+        for a, b, option in changes:
+            for k in range(MAX_CHANGES):
+                self.graph.add_edge((a, k), (b, k + 1), weight=LANE_CHANGE_COST, kind="change", option=option)
+
+    def successors(self, key: LaneKey) -> list[LaneKey]:
+        """Lanes reachable from ``key`` by following it (no lane change)."""
+        return [v[0] for v, d in self.graph[(key, 0)].items() if d["kind"] == "follow"]
+
+    # ------------------------------------------------------------------ search
+    def _locate(self, point: Keypoint, what: str) -> tuple[_Lane, float]:
+        wp = self.map.get_waypoint(carla.Location(x=point.x, y=point.y, z=point.z), project_to_road=True,
+                                   lane_type=carla.LaneType.Driving)
+        if wp is None:
+            raise NoRouteError(f"{what} keypoint ({point.x:.1f}, {point.y:.1f}) is not near a driving lane")
+        return self._lane(wp), float(wp.s)
+
+    def _heuristic(self, u: Any, v: Any) -> float:
+        if u == _TARGET or v != _TARGET:
+            return 0.0
+        a, b = self.lanes[u[1] if u[0] == "S" else u[0]].start_xy, self._target_xy
+        return math.hypot(a[0] - b[0], a[1] - b[1])
+
+    def _search(self, start: _Lane, s0: float, end: _Lane, s1: float) -> list[LaneKey]:
+        """Lane keys from the start lane to the end lane (A* over (lane, k) states)."""
+        if start.key == end.key and (s1 - s0) * start.direction() >= 0:
+            return [start.key]
+        # Temporary nodes: ('S', lane, k) = on the start lane's section at s0 after k changes; _TARGET.
+        source = ("S", start.key, 0)
+        added: list[Any] = [_TARGET]
+        self.graph.add_node(_TARGET)
+        frontier = [source]
+        while frontier:
+            node = frontier.pop()
+            added.append(node)
+            self.graph.add_node(node)
+            _, key, k = node
+            for (v, vk), data in list(self.graph[(key, k)].items()):
+                if data["kind"] == "change":
+                    nxt = ("S", v, vk)
+                    frontier.append(nxt)
+                    self.graph.add_edge(node, nxt, **data)
+                else:
+                    self.graph.add_edge(node, (v, vk), **data)
+            if key == end.key and (s1 - s0 - k * _CHANGE_ROOM * end.direction()) * end.direction() >= 0:
+                self.graph.add_edge(node, _TARGET, weight=0.0, kind="end")
+        for k in range(MAX_CHANGES + 1):
+            if k == 0 or abs(s1 - end.s_start) >= k * _CHANGE_ROOM:
+                self.graph.add_edge((end.key, k), _TARGET, weight=0.0, kind="end")
+        self._target_xy = end.start_xy
+        starts = {n[1]: s0 for n in added if n != _TARGET}
+
+        def weight(u: Any, v: Any, data: dict[str, Any]) -> float | None:
+            if data["kind"] != "change":
+                return float(data["weight"])
+            # A lane change needs _CHANGE_ROOM metres left on the lane; hiding the edge (None) makes
+            # A* go round rather than produce a sideways jump.
+            lane = self.lanes[u[1] if u[0] == "S" else u[0]]
+            k = u[2] if u[0] == "S" else u[1]
+            begin = (starts[lane.key] if u[0] == "S" else lane.s_start) + k * _CHANGE_ROOM * lane.direction()
+            if (lane.s_end - begin) * lane.direction() < _CHANGE_ROOM:
+                return None
+            return float(data["weight"])
+
+        try:
+            path = nx.astar_path(self.graph, source, _TARGET, heuristic=self._heuristic, weight=weight)
+        except nx.NetworkXNoPath:
+            raise NoRouteError(f"no path from road {start.key[0]} lane {start.key[2]} to road {end.key[0]} "
+                               f"lane {end.key[2]}") from None
+        finally:
+            self.graph.remove_nodes_from(added)
+        return [n[1] if n[0] == "S" else n[0] for n in path[:-1]]
+
+    # ------------------------------------------------------------------ dense route
+    def trace(self, start: Keypoint, end: Keypoint) -> list[RouteWaypoint]:
+        """Dense waypoints (~``resolution`` m apart) from ``start`` to ``end`` along lanes."""
+        first, s0 = self._locate(start, "start")
+        last, s1 = self._locate(end, "end")
+        keys = self._search(first, s0, last, s1)
+        out: list[RouteWaypoint] = []
+        cursor = s0
+        i = 0
+        while i < len(keys):
+            lane = self.lanes[keys[i]]
+            stop = s1 if i == len(keys) - 1 else lane.s_end
+            nxt = keys[i + 1] if i + 1 < len(keys) else None
+            if nxt is not None and nxt[:2] == lane.key[:2]:  # same road section: a lane change
+                target = self.lanes[nxt]
+                limit = s1 if i + 1 == len(keys) - 1 else target.s_end
+                option = self.graph.edges[(lane.key, 0), (nxt, 1)]["option"]
+                cursor = self._emit_change(out, lane, target, cursor, limit, option)
+                i += 1
+                continue
+            self._emit(out, lane, cursor, stop)
+            if nxt is not None:
+                cursor = self.lanes[nxt].s_start
+            i += 1
+        return out
+
+    def _samples(self, a: float, b: float) -> list[float]:
+        n = max(1, math.ceil(abs(b - a) / self.resolution - 1e-9))
+        return [a + (b - a) * k / n for k in range(n + 1)]
+
+    def _append(self, out: list[RouteWaypoint], point: RouteWaypoint) -> None:
+        if out and math.hypot(point.x - out[-1].x, point.y - out[-1].y) < 0.05:
+            return  # lane joins repeat the boundary point
+        out.append(point)
+
+    def _emit(self, out: list[RouteWaypoint], lane: _Lane, s_from: float, s_to: float) -> None:
+        samples = self._samples(s_from, s_to)
+        wps = [self._wp(lane.key, s) for s in samples]
+        arc = sum(_dist(a, b) for a, b in zip(wps, wps[1:], strict=False))
+        if len(wps) > 1 and max(_dist(a, b) for a, b in zip(wps, wps[1:], strict=False)) > self.resolution:
+            # s runs along the reference line; an outer lane on a curve is longer than its s range.
+            # Sample finely and keep points no more than `resolution` apart (chord).
+            n = math.ceil(arc * 4.0 / self.resolution)
+            fine = [self._wp(lane.key, s_from + (s_to - s_from) * k / n) for k in range(n + 1)]
+            wps = [fine[0]]
+            for prev, cur in zip(fine[1:-1], fine[2:], strict=False):
+                if _dist(wps[-1], cur) > self.resolution:
+                    wps.append(prev)
+            wps.append(fine[-1])
+        for wp in wps:
+            self._append(out, _route_wp(wp, lane, lane.option))
+
+    def _emit_change(self, out: list[RouteWaypoint], lane: _Lane, target: _Lane, cursor: float,
+                     limit: float, option: RoadOption) -> float:
+        """Follow ``lane`` briefly, blend onto ``target`` (same road and section); return s on target."""
+        d = lane.direction()
+        room = max((limit - cursor) * d, 0.0)
+        lead = min(LANE_CHANGE_LEAD, room / 4.0)
+        span = min(LANE_CHANGE_LENGTH, room - lead)
+        begin = cursor + d * lead
+        self._emit(out, lane, cursor, begin)
+        ends = self._samples(begin, begin + d * span)
+        for k, s in enumerate(ends[1:], start=1):
+            f = k / (len(ends) - 1)
+            f = f * f * (3.0 - 2.0 * f)  # smoothstep: tangent to both lanes at the ends
+            a, b = self._wp(lane.key, s), self._wp(target.key, s)
+            la, lb = a.transform.location, b.transform.location
+            x, y = la.x + f * (lb.x - la.x), la.y + f * (lb.y - la.y)
+            prev = out[-1] if out else None
+            yaw = math.degrees(math.atan2(y - prev.y, x - prev.x)) if prev else a.transform.rotation.yaw
+            on = target if f >= 0.5 else lane
+            self._append(out, RouteWaypoint(x, y, 0.0, yaw, option, on.key[0], on.key[2], float(s),
+                                            on.is_junction))
+        return begin + d * span
+
+    def plan(self, route: Route) -> Route:
+        """A copy of ``route`` with ``dense`` traced through all its keypoints."""
+        if len(route.keypoints) < 2:
+            raise NoRouteError(f"route {route.id!r} needs at least 2 keypoints, has {len(route.keypoints)}")
+        dense: list[RouteWaypoint] = []
+        for a, b in zip(route.keypoints, route.keypoints[1:], strict=False):
+            for p in self.trace(a, b):
+                self._append(dense, p)
+        return dataclasses.replace(route, dense=dense)
+
+
+def _xy(wp: carla.Waypoint) -> tuple[float, float]:
+    loc = wp.transform.location
+    return float(loc.x), float(loc.y)
+
+
+def _dist(a: carla.Waypoint, b: carla.Waypoint) -> float:
+    return float(a.transform.location.distance(b.transform.location))
+
+
+def _route_wp(wp: carla.Waypoint, lane: _Lane, option: RoadOption) -> RouteWaypoint:
+    loc, rot = wp.transform.location, wp.transform.rotation
+    return RouteWaypoint(float(loc.x), float(loc.y), float(loc.z), float(rot.yaw), option, lane.key[0],
+                         lane.key[2], float(wp.s), lane.is_junction)
