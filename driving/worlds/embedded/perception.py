@@ -1,0 +1,139 @@
+"""Builds the privileged ``Scene`` from the world's state arrays (vectorised; one pass per tick)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from driving.scene import Actor, EgoState, RoutePoint, Scene, StopSign, TrafficLight
+from driving.worlds.embedded.route_track import RouteTrack
+
+# SUMO signal characters -> Scene light states. 'u' (red+yellow) and 's' (stop, then go) both
+# forbid entering now, which CARLA calls red.
+LIGHT_STATES = {"r": "red", "u": "red", "s": "red", "y": "yellow", "Y": "yellow",
+                "g": "green", "G": "green", "o": "off", "O": "off"}
+
+KIND_VEHICLE, KIND_PEDESTRIAN, KIND_STATIC = 0, 1, 2
+KIND_NAMES = ("vehicle", "pedestrian", "static")
+
+
+@dataclass
+class PerceptionConfig:
+    radius: float = 50.0  # m, actors reported in the Scene
+    route_horizon: float = 100.0  # m of route ahead
+    target_distance: float = 4.0  # m, Scene.target is the first route point at least this far
+    junction_horizon: float = 100.0  # m, distance_to_junction is None beyond
+    stop_sign_horizon: float = 50.0  # m
+    stop_clear_distance: float = 5.0  # m, front bumper within this of the stop line counts as "at" it
+    stop_speed: float = 0.1  # m/s, stopping below this clears a stop sign
+
+
+@dataclass
+class ActorTable:
+    """Every non-ego actor this tick: ``data`` rows are x, y, yaw_deg, speed, half_length, half_width."""
+
+    ids: np.ndarray  # int64 (N,)
+    kinds: np.ndarray  # int8 (N,), KIND_*
+    data: np.ndarray  # float (N, 6)
+
+
+def light_state(states: str, index: int) -> str:
+    return LIGHT_STATES.get(states[index], "off") if 0 <= index < len(states) else "off"
+
+
+class SceneBuilder:
+    """Per-episode Scene construction (remembers cleared stop signs and the current light)."""
+
+    def __init__(self, config: PerceptionConfig, track: RouteTrack, half_length: float) -> None:
+        self.config = config
+        self.track = track
+        self.half_length = half_length
+        self.cleared: set[str] = set()
+        self._light = 0  # index of the first route light not yet passed
+
+    def build(self, frame: int, time: float, ego: EgoState, actors: ActorTable,
+              tls_states: Callable[[str], str]) -> Scene:
+        cfg, track = self.config, self.track
+        seg, s, _ = track.project(ego.x, ego.y)
+        s_front = s + self.half_length
+        yaw_r = math.radians(ego.yaw)
+        c, sn = math.cos(yaw_r), math.sin(yaw_r)
+
+        # Route ahead: the projection point, then the dense points up to the horizon.
+        end = int(np.searchsorted(track.s, s + cfg.route_horizon, side="right"))
+        idx = np.arange(seg + 1, max(end, seg + 1))
+        px, py = track.point_at(s)
+        xs = np.concatenate([[px], track.xy[idx, 0]])
+        ys = np.concatenate([[py], track.xy[idx, 1]])
+        dist = np.concatenate([[0.0], track.s[idx] - s])
+        dx, dy = xs - ego.x, ys - ego.y
+        ex, ey = c * dx + sn * dy, -sn * dx + c * dy
+        options = track.options
+        labels = [options[seg]] + [options[i] for i in idx.tolist()]
+        route = [RoutePoint(x, y, a, b, d, o) for x, y, a, b, d, o in
+                 zip(xs.tolist(), ys.tolist(), ex.tolist(), ey.tolist(), dist.tolist(), labels, strict=True)]
+        target = next((p for p in route if p.distance >= cfg.target_distance), None)
+
+        vehicles, pedestrians = self._actors(ego, c, sn, actors)
+
+        # Traffic light: the first light on the route whose stop line the ego has not fully passed.
+        lights = track.lights
+        while self._light < len(lights) and lights[self._light].s - s_front < -2.0 * self.half_length:
+            self._light += 1
+        light = None
+        if self._light < len(lights):
+            rl = lights[self._light]
+            light = TrafficLight(rl.landmark_id, light_state(tls_states(rl.tls_id), rl.link_index),
+                                 rl.s - s_front)
+
+        stop_signs = []
+        for stop in track.stops:
+            d = stop.s - s_front
+            if -2.0 * self.half_length <= d <= cfg.stop_sign_horizon:
+                if d <= cfg.stop_clear_distance and abs(ego.speed) < cfg.stop_speed:
+                    self.cleared.add(stop.landmark_id)
+                stop_signs.append(StopSign(stop.landmark_id, d, stop.landmark_id in self.cleared))
+
+        near = seg if s - track.s[seg] < 0.5 * track.seg_len[seg] else seg + 1
+        in_junction = bool(track.is_junction[near])
+        if in_junction:
+            to_junction: float | None = 0.0
+        else:
+            entry = track.next_junction_entry(s)
+            to_junction = None if entry is None or entry - s > cfg.junction_horizon else entry - s
+        return Scene(
+            frame=frame, timestamp=time, ego=ego, route=route, target=target, vehicles=vehicles,
+            pedestrians=pedestrians, traffic_light=light, stop_signs=stop_signs,
+            speed_limit=float(track.speed_limit[near]), in_junction=in_junction,
+            distance_to_junction=to_junction,
+        )
+
+    def _actors(self, ego: EgoState, c: float, sn: float, actors: ActorTable) -> tuple[list[Actor], list[Actor]]:
+        data = actors.data
+        if data.shape[0] == 0:
+            return [], []
+        dx, dy = data[:, 0] - ego.x, data[:, 1] - ego.y
+        d2 = dx * dx + dy * dy
+        near = np.flatnonzero((d2 <= self.config.radius ** 2) & (actors.kinds != KIND_STATIC))
+        if near.size == 0:
+            return [], []
+        near = near[np.argsort(d2[near], kind="stable")]
+        rows = data[near]
+        ndx, ndy = dx[near], dy[near]
+        ex, ey = c * ndx + sn * ndy, -sn * ndx + c * ndy
+        rel = np.mod(rows[:, 2] - ego.yaw + 180.0, 360.0) - 180.0
+        rel[rel == -180.0] = 180.0
+        vehicles: list[Actor] = []
+        pedestrians: list[Actor] = []
+        for aid, kind, (x, y, yaw, speed, hl, hw), a, b, r, d in zip(
+            actors.ids[near].tolist(), actors.kinds[near].tolist(), rows.tolist(), ex.tolist(),
+            ey.tolist(), rel.tolist(), np.sqrt(d2[near]).tolist(), strict=True,
+        ):
+            if kind == KIND_VEHICLE:
+                vehicles.append(Actor(aid, "vehicle", x, y, yaw, a, b, r, speed, hl, hw, d))
+            else:
+                pedestrians.append(Actor(aid, "pedestrian", x, y, yaw, a, b, r, speed, hl, hw, d))
+        return vehicles, pedestrians

@@ -1,0 +1,205 @@
+"""The ego's route as arrays: progress along it, the SUMO edges under it, its lights and stop lines.
+
+Everything that depends only on the route is computed once at reset: cumulative arc length, the
+SUMO edge sequence the ego vehicle is given, the speed limit at every dense point, junction entries,
+and the traffic-light links and stop signs the route passes with the arc length of their stop lines.
+At run time only the projection of the ego onto the polyline (a small window around the last
+projection) is computed.
+
+Stop lines are the ends of SUMO's incoming lanes: netconvert puts the OpenDRIVE signal landmark at
+exactly that ``s`` (to 0.01 m), and the landmark id of a light is ``<tlsID>_<linkIndex>``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from driving.types import Route
+from driving.worlds.embedded.session import EmbeddedWorldError
+
+_WINDOW_BACK = 5  # segments searched behind the last projection
+_WINDOW_AHEAD = 60  # and ahead of it (60 m at 1 m spacing: far more than one step at any speed)
+_RELOCATE_DISTANCE = 15.0  # m off the windowed projection before a global search
+
+
+@dataclass(frozen=True)
+class RouteLight:
+    s: float  # arc length of the stop line along the route, m
+    landmark_id: str  # '<tlsID>_<linkIndex>'
+    tls_id: str
+    link_index: int
+    in_lane: str  # SUMO incoming lane
+
+
+@dataclass(frozen=True)
+class RouteStop:
+    s: float
+    landmark_id: str  # 'stop_<edge>' as injected into the OpenDRIVE map
+    in_lane: str
+
+
+def sumo_to_carla(x: float, y: float) -> tuple[float, float]:
+    return x, -y
+
+
+class RouteTrack:
+    """A dense route prepared for fast projection and look-ups (CARLA world frame)."""
+
+    def __init__(self, route: Route, town: Any, sumo: Any) -> None:
+        if len(route.dense) < 2:
+            raise EmbeddedWorldError(
+                f"route {route.id!r} has {len(route.dense)} dense waypoints; plan it first "
+                "(driving.routes.RoutePlanner.plan)"
+            )
+        self.route = route
+        dense = route.dense
+        self.xy = np.array([(w.x, w.y) for w in dense], dtype=float)
+        self.yaw = np.array([w.yaw for w in dense], dtype=float)
+        seg = np.diff(self.xy, axis=0)
+        self.seg_len = np.maximum(np.hypot(seg[:, 0], seg[:, 1]), 1e-9)
+        self.seg_dir = seg / self.seg_len[:, None]
+        self.s = np.concatenate([[0.0], np.cumsum(self.seg_len)])
+        self.length = float(self.s[-1])
+        self.options = [w.road_option.name for w in dense]
+        self.is_junction = np.array([w.is_junction for w in dense], dtype=bool)
+        entries = [i for i in range(len(dense)) if dense[i].is_junction and (i == 0 or not dense[i - 1].is_junction)]
+        self.junction_entry_s = self.s[entries] if entries else np.zeros(0)
+        self.lanes = [town.sumo_lane(w.road_id, w.lane_id) for w in dense]
+        self.edges = self._edge_sequence(town, sumo)
+        self.speed_limit = self._speed_limits(sumo)
+        self.lights, self.stops = self._signals(town, sumo)
+        self.index = 0  # segment of the last projection
+
+    # ------------------------------------------------------------------ reset-time preparation
+    def _edge_sequence(self, town: Any, sumo: Any) -> list[str]:
+        """SUMO edges along the route, with gaps filled by SUMO's router (always connected)."""
+        raw: list[str] = []
+        for lane in self.lanes:
+            if lane is None:
+                continue
+            edge = lane.rpartition("_")[0]
+            if not raw or raw[-1] != edge:
+                raw.append(edge)
+        if not raw:
+            raise EmbeddedWorldError(f"route {self.route.id!r} lies on no SUMO edge of town {town.name!r}")
+        net = town.sumo_net
+        edges = [raw[0]]
+        for edge in raw[1:]:
+            successors = {e.getID() for e in net.getEdge(edges[-1]).getOutgoing()}
+            if edge not in successors:
+                bridge = sumo.simulation.findRoute(edges[-1], edge).edges
+                if len(bridge) < 2:
+                    raise EmbeddedWorldError(
+                        f"route {self.route.id!r}: SUMO edge {edge!r} is unreachable from {edges[-1]!r}"
+                    )
+                edges.extend(bridge[1:-1])
+            edges.append(edge)
+        return edges
+
+    def _speed_limits(self, sumo: Any) -> np.ndarray:
+        limits = np.full(len(self.lanes), np.nan)
+        cache: dict[str, float] = {}
+        for i, lane in enumerate(self.lanes):
+            if lane is not None:
+                if lane not in cache:
+                    cache[lane] = float(sumo.lane.getMaxSpeed(lane))
+                limits[i] = cache[lane]
+        # Junction points take the limit of the lane they came from (or the next one at the start).
+        valid = np.flatnonzero(~np.isnan(limits))
+        if valid.size == 0:
+            return np.full(len(self.lanes), 13.89)
+        fill = np.maximum.accumulate(np.where(~np.isnan(limits), np.arange(len(limits)), 0))
+        out = limits[fill]
+        out[: valid[0]] = limits[valid[0]]
+        return out
+
+    def _last_lane_on_edge(self) -> dict[int, str]:
+        """For each position k in ``edges``, the route's lane at the end of that edge (if covered)."""
+        out: dict[int, str] = {}
+        k = 0
+        for lane in self.lanes:
+            if lane is None:
+                continue
+            edge = lane.rpartition("_")[0]
+            while k < len(self.edges) and self.edges[k] != edge:
+                k += 1
+            if k < len(self.edges):
+                out[k] = lane
+        return out
+
+    def _signals(self, town: Any, sumo: Any) -> tuple[list[RouteLight], list[RouteStop]]:
+        links: dict[str, list[tuple[str, int, str]]] = {}
+        for tls in sumo.trafficlight.getIDList():
+            for index, group in enumerate(sumo.trafficlight.getControlledLinks(tls)):
+                for in_lane, out_lane, _via in group:
+                    links.setdefault(in_lane, []).append((tls, index, out_lane))
+        stops = {a.edge_id: a for a in getattr(town, "stop_approaches", [])}
+        lights: list[RouteLight] = []
+        stop_list: list[RouteStop] = []
+        lane_at_end = self._last_lane_on_edge()
+        for k in range(len(self.edges) - 1):
+            edge, nxt = self.edges[k], self.edges[k + 1]
+            lane = lane_at_end.get(k)
+            n_lanes = sumo.edge.getLaneNumber(edge)
+            candidates = ([lane] if lane else []) + [f"{edge}_{i}" for i in range(n_lanes - 1, -1, -1)]
+            link = None
+            for cand in candidates:
+                found = [lk for lk in links.get(cand, []) if lk[2].rpartition("_")[0] == nxt]
+                if found:
+                    link, lane = found[0], cand
+                    break
+            approach = stops.get(edge)
+            if link is None and approach is None:
+                continue
+            lane = lane or candidates[0]
+            s = self._project_point_s(*sumo_to_carla(*sumo.lane.getShape(lane)[-1]))
+            if link is not None:
+                tls, index, _ = link
+                lights.append(RouteLight(s, f"{tls}_{index}", tls, index, lane))
+            if approach is not None:
+                xodr = town.xodr_lane(lane)
+                if xodr is None or xodr[1] in approach.lane_ids:
+                    stop_list.append(RouteStop(s, approach.id, lane))
+        return lights, stop_list
+
+    def _project_point_s(self, x: float, y: float) -> float:
+        """Arc length of the projection of a point onto the whole polyline (nearest segment)."""
+        _, s, _ = self._project_range(x, y, 0, len(self.seg_len))
+        return s
+
+    # ------------------------------------------------------------------ run time
+    def _project_range(self, x: float, y: float, lo: int, hi: int) -> tuple[int, float, float]:
+        """(segment, arc length, distance) of the nearest point on segments ``lo:hi``."""
+        p0 = self.xy[lo:hi]
+        d = self.seg_dir[lo:hi]
+        rx, ry = x - p0[:, 0], y - p0[:, 1]
+        t = np.clip(rx * d[:, 0] + ry * d[:, 1], 0.0, self.seg_len[lo:hi])
+        ex, ey = rx - t * d[:, 0], ry - t * d[:, 1]
+        dist2 = ex * ex + ey * ey
+        k = int(np.argmin(dist2))
+        return lo + k, float(self.s[lo + k] + t[k]), math.sqrt(float(dist2[k]))
+
+    def project(self, x: float, y: float) -> tuple[int, float, float]:
+        """Project the ego centre; returns (segment index, arc length s, distance to the route)."""
+        n = len(self.seg_len)
+        lo, hi = max(0, self.index - _WINDOW_BACK), min(n, self.index + _WINDOW_AHEAD)
+        seg, s, dist = self._project_range(x, y, lo, hi)
+        if dist > _RELOCATE_DISTANCE:
+            g_seg, g_s, g_dist = self._project_range(x, y, 0, n)
+            if g_dist < dist:
+                seg, s, dist = g_seg, g_s, g_dist
+        self.index = seg
+        return seg, s, dist
+
+    def point_at(self, s: float) -> tuple[float, float]:
+        i = int(np.clip(np.searchsorted(self.s, s, side="right") - 1, 0, len(self.seg_len) - 1))
+        t = s - self.s[i]
+        return float(self.xy[i, 0] + t * self.seg_dir[i, 0]), float(self.xy[i, 1] + t * self.seg_dir[i, 1])
+
+    def next_junction_entry(self, s: float) -> float | None:
+        k = int(np.searchsorted(self.junction_entry_s, s, side="left"))
+        return float(self.junction_entry_s[k]) if k < len(self.junction_entry_s) else None

@@ -1,0 +1,219 @@
+"""Background traffic: SUMO vehicles and pedestrians kept at configured densities.
+
+Every actor gets a random route drawn from the world's seeded RNG, so the same seed gives the same
+traffic. Vehicles that arrive (or are removed as jammed) are replaced at once; pedestrians walk on
+sidewalks and crossings between random sidewalk edges (SUMO's striping model) and are replaced when
+they arrive. Positions are read through per-object subscriptions: one call per step returns all.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import traci.constants as tc
+
+log = logging.getLogger(__name__)
+
+# (SUMO type id, length, width): CARLA-like passenger cars (compact, sedan, SUV, van).
+VEHICLE_TYPES: tuple[tuple[str, float, float], ...] = (
+    ("bg_compact", 4.2, 1.8),
+    ("bg_sedan", 4.7, 1.85),
+    ("bg_suv", 4.9, 2.1),
+    ("bg_van", 5.3, 2.05),
+)
+PEDESTRIAN_TYPE = "bg_walker"
+PEDESTRIAN_HALF_LENGTH = 0.25  # m, CARLA walkers' boxes are ~0.19-0.35 m half-extents
+PEDESTRIAN_HALF_WIDTH = 0.3
+_SUBSCRIBED = (tc.VAR_POSITION, tc.VAR_ANGLE, tc.VAR_SPEED)
+_ROUTE_TRIES = 20
+
+
+@dataclass
+class TrafficConfig:
+    n_vehicles: int = 80
+    n_pedestrians: int = 40
+    jam_timeout_s: float = 60.0  # a background vehicle stopped this long is removed (and replaced)
+    jam_check_interval_s: float = 1.0
+
+
+@dataclass
+class ActorRow:
+    """Size and identity of a SUMO-managed actor (positions come from subscriptions)."""
+
+    actor_id: int
+    half_length: float
+    half_width: float
+    is_vehicle: bool
+
+
+class Traffic:
+    """Spawns, refills and reads SUMO background actors. ``ids`` hands out episode-stable ints."""
+
+    def __init__(self, sumo: Any, rng: np.random.Generator, ids: itertools.count, config: TrafficConfig) -> None:
+        self.sumo = sumo
+        self.rng = rng
+        self.ids = ids
+        self.config = config
+        self.rows: dict[str, ActorRow] = {}  # SUMO id -> row, for every subscribed actor
+        self.excluded: set[str] = set()  # SUMO vehicles not to touch (ego, placed vehicles)
+        self._n_added = 0
+        self._next_jam_check = 0.0
+        self._rebuild_meta(())
+        self._define_types()
+        self.vehicle_edges, self.pedestrian_edges = self._usable_edges()
+
+    # ------------------------------------------------------------------ setup
+    def _define_types(self) -> None:
+        vt = self.sumo.vehicletype
+        for name, length, width in VEHICLE_TYPES:
+            vt.copy("DEFAULT_VEHTYPE", name)
+            vt.setLength(name, length)
+            vt.setWidth(name, width)
+            vt.setMinGap(name, 2.0)
+            vt.setImperfection(name, 0.3)
+        vt.copy("DEFAULT_PEDTYPE", PEDESTRIAN_TYPE)
+        vt.setLength(PEDESTRIAN_TYPE, 2 * PEDESTRIAN_HALF_LENGTH)
+        vt.setWidth(PEDESTRIAN_TYPE, 2 * PEDESTRIAN_HALF_WIDTH)
+
+    def _usable_edges(self) -> tuple[list[str], list[tuple[str, float]]]:
+        """Normal edges passenger cars may use, and sidewalk edges with their length."""
+        lane = self.sumo.lane
+        cars: list[str] = []
+        walks: list[tuple[str, float]] = []
+        for edge in sorted(self.sumo.edge.getIDList()):
+            if edge.startswith(":"):
+                continue
+            allowed = [lane.getAllowed(f"{edge}_{i}") for i in range(self.sumo.edge.getLaneNumber(edge))]
+            if any(not a or "passenger" in a for a in allowed):
+                cars.append(edge)
+            if any("pedestrian" in a for a in allowed):
+                walks.append((edge, lane.getLength(f"{edge}_0")))
+        return cars, walks
+
+    # ------------------------------------------------------------------ spawning
+    def _pick(self, items: list[Any]) -> Any:
+        return items[int(self.rng.integers(len(items)))]
+
+    def add_vehicle(self) -> str | None:
+        """Add one background vehicle on a random route; None if no route was found."""
+        if len(self.vehicle_edges) < 2:
+            return None
+        for _ in range(_ROUTE_TRIES):
+            origin, dest = self._pick(self.vehicle_edges), self._pick(self.vehicle_edges)
+            if origin == dest:
+                continue
+            route = self.sumo.simulation.findRoute(origin, dest)
+            if len(route.edges) >= 2:
+                break
+        else:
+            return None
+        actor_id = next(self.ids)
+        vid = f"v{actor_id}"
+        type_id, length, width = VEHICLE_TYPES[int(self.rng.integers(len(VEHICLE_TYPES)))]
+        self.sumo.route.add(f"r{actor_id}", list(route.edges))
+        self.sumo.vehicle.add(vid, f"r{actor_id}", typeID=type_id, departLane="best",
+                              departPos="random_free", departSpeed="max")
+        self.sumo.vehicle.setSpeedFactor(vid, float(self.rng.uniform(0.85, 1.1)))
+        self.sumo.vehicle.subscribe(vid, _SUBSCRIBED)
+        self.rows[vid] = ActorRow(actor_id, length / 2, width / 2, True)
+        return vid
+
+    def add_pedestrian(self) -> str | None:
+        if len(self.pedestrian_edges) < 2:
+            return None
+        for _ in range(_ROUTE_TRIES):
+            (origin, length), (dest, _) = self._pick(self.pedestrian_edges), self._pick(self.pedestrian_edges)
+            if origin == dest:
+                continue
+            stages = self.sumo.simulation.findIntermodalRoute(origin, dest, modes="", vType=PEDESTRIAN_TYPE)
+            if stages and all(s.edges for s in stages):
+                break
+        else:
+            return None
+        actor_id = next(self.ids)
+        pid = f"p{actor_id}"
+        self.sumo.person.add(pid, origin, float(self.rng.uniform(0.0, length)), depart=-3,
+                             typeID=PEDESTRIAN_TYPE)
+        for stage in stages:
+            self.sumo.person.appendStage(pid, stage)
+        self.sumo.person.subscribe(pid, _SUBSCRIBED)
+        self.rows[pid] = ActorRow(actor_id, PEDESTRIAN_HALF_LENGTH, PEDESTRIAN_HALF_WIDTH, False)
+        return pid
+
+    def refill(self) -> int:
+        """Top both populations up to their targets; returns how many actors were added."""
+        sim = self.sumo.simulation
+        have = self.sumo.vehicle.getIDCount() + len(sim.getPendingVehicles()) - len(self.excluded)
+        added = 0
+        for _ in range(self.config.n_vehicles - have):
+            added += self.add_vehicle() is not None
+        for _ in range(self.config.n_pedestrians - self.sumo.person.getIDCount()):
+            added += self.add_pedestrian() is not None
+        if added or self._n_added == 0:
+            self._forget_departed()
+        self._n_added += added
+        return added
+
+    def _forget_departed(self) -> None:
+        # Rows of actors that left are dropped lazily; the subscription results already omit them.
+        if len(self.rows) > 4 * (self.config.n_vehicles + self.config.n_pedestrians) + 64:
+            alive = set(self.sumo.vehicle.getIDList()) | set(self.sumo.person.getIDList())
+            alive.update(self.sumo.simulation.getPendingVehicles())
+            self.rows = {k: v for k, v in self.rows.items() if k in alive}
+
+    def remove_jammed(self, now: float) -> int:
+        """Remove background vehicles stopped longer than ``jam_timeout_s`` (deadlock breaker)."""
+        if now < self._next_jam_check:
+            return 0
+        self._next_jam_check = now + self.config.jam_check_interval_s
+        removed = 0
+        vehicle = self.sumo.vehicle
+        for vid in vehicle.getIDList():
+            if vid in self.excluded:
+                continue
+            if vehicle.getWaitingTime(vid) > self.config.jam_timeout_s:
+                # libsumo 1.28 fails the next step if a subscribed vehicle is removed: unsubscribe first.
+                vehicle.unsubscribe(vid)
+                vehicle.remove(vid)
+                removed += 1
+        if removed:
+            log.debug("removed %d jammed vehicles at t=%.1f", removed, now)
+        return removed
+
+    # ------------------------------------------------------------------ reading
+    def read(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Current background actors: int ids, is_vehicle flags and an (N, 6) array of
+        ``x, y, yaw_deg, speed, half_length, half_width`` in the CARLA world frame (box centres)."""
+        vres = self.sumo.vehicle.getAllSubscriptionResults()
+        pres = self.sumo.person.getAllSubscriptionResults()
+        keys = (*vres, *pres)
+        if keys != self._meta_keys:
+            self._rebuild_meta(keys)
+        if not keys:
+            return self._meta_ids, self._meta_flags, np.zeros((0, 6))
+        results = [*vres.values(), *pres.values()]
+        pos = np.array([r[tc.VAR_POSITION] for r in results], dtype=float)
+        angle = np.array([r[tc.VAR_ANGLE] for r in results], dtype=float)
+        out = np.empty((len(keys), 6))
+        out[:, 3] = [r[tc.VAR_SPEED] for r in results]
+        out[:, 4:6] = self._meta_half
+        # SUMO reports a vehicle's front bumper; its box centre is half a length behind it.
+        a = np.radians(angle)
+        back = self._meta_back
+        out[:, 0] = pos[:, 0] - back * np.sin(a)
+        out[:, 1] = back * np.cos(a) - pos[:, 1]
+        out[:, 2] = angle - 90.0
+        return self._meta_ids, self._meta_flags, out
+
+    def _rebuild_meta(self, keys: tuple[str, ...]) -> None:
+        """Per-actor constants for the current set of subscribed actors (changes only on refill)."""
+        meta = [self.rows[k] for k in keys]
+        self._meta_keys = keys
+        self._meta_ids = np.array([m.actor_id for m in meta], dtype=np.int64)
+        self._meta_flags = np.array([m.is_vehicle for m in meta], dtype=bool)
+        self._meta_half = np.array([(m.half_length, m.half_width) for m in meta], dtype=float).reshape(-1, 2)
+        self._meta_back = np.where(self._meta_flags, self._meta_half[:, 0], 0.0)
