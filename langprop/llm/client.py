@@ -175,7 +175,7 @@ class LLMClient:
 
     def _fetch(self, job: _Job, n: int) -> None:
         missing = [k for k in range(n) if k not in job.found]
-        n_requests = 1 if self.backend.n_supported is not False else len(missing)
+        n_requests = 1 if self.backend.n_supported else len(missing)  # unknown: assume the worst
         reservation = self.meter.reserve(
             self.model, job.messages, len(missing), n_requests, self.config.max_tokens
         )
@@ -230,7 +230,7 @@ class LLMClient:
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.shutdown(wait=False, cancel_futures=True)  # never block on a hung request
             self._pool = None
         if self.cache is not None:
             self.cache.close()

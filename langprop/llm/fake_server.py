@@ -52,14 +52,15 @@ class FakeOpenAIServer:
         self.max_active = 0
         self._active = 0
         self._serial = 0
-        self._faults: deque[int | str] = deque()
+        self._faults: deque[int | str | None] = deque()
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     # -- control --------------------------------------------------------------------------------
-    def fail_next(self, *faults: int | str) -> None:
-        """Queue faults for the next chat requests: an HTTP status (429, 500...), "timeout" or "drop"."""
+    def fail_next(self, *faults: int | str | None) -> None:
+        """Queue faults for the next chat requests: an HTTP status (429, 500...), "timeout", "drop",
+        "garbage" (HTTP 200, body not JSON) or "empty" (HTTP 200, no choices); None for a normal answer."""
         with self._lock:
             self._faults.extend(faults)
 
@@ -136,6 +137,14 @@ class FakeOpenAIServer:
         if fault == "timeout":
             time.sleep(self.hang_s)
             handler._send(500, {"error": {"message": "too late"}})
+            return
+        if fault in ("garbage", "empty"):  # HTTP 200 that is not a usable completion
+            data = b"this is not json" if fault == "garbage" else b'{"error": {"message": "overloaded"}}'
+            handler.send_response(200)
+            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            handler.wfile.write(data)
             return
         if isinstance(fault, int):
             headers = {"Retry-After": "0"} if fault == 429 else None

@@ -49,7 +49,9 @@ def _describe_error(exc: BaseException) -> str:
     if isinstance(exc, openai.APIConnectionError):
         cause = exc.__cause__ or exc.__context__
         return f"connection error: {cause or exc}"[:300]
-    return f"{type(exc).__name__}: {exc}"[:300]
+    if isinstance(exc, InvalidResponse):
+        return f"invalid response: {exc}"
+    return f"invalid response ({type(exc).__name__}: {exc})"[:300]
 
 
 class OpenAIBackend:
@@ -125,6 +127,7 @@ class OpenAIBackend:
             self.meter.add(requests=1)
             try:
                 response = self.client.chat.completions.create(**params)
+                _check_response(response)
             except openai.APIStatusError as exc:
                 if n > 1 and exc.status_code in _N_REJECT_STATUS:
                     raise _NRejected(_describe_error(exc)) from exc
@@ -133,7 +136,7 @@ class OpenAIBackend:
                 last_error = exc
             except openai.APIConnectionError as exc:
                 last_error = exc
-            except openai.OpenAIError as exc:  # e.g. a response that does not parse
+            except (openai.OpenAIError, ValueError) as exc:  # a body that is not JSON / has no choices
                 last_error = exc
             else:
                 self._collect(response, result)
@@ -200,6 +203,17 @@ class OpenAIBackend:
 
     def close(self) -> None:
         self.client.close()
+
+
+class InvalidResponse(ValueError):
+    """An HTTP 200 whose body is not a usable chat completion (retried like a server error)."""
+
+
+def _check_response(response: Any) -> None:
+    if not getattr(response, "choices", None):
+        extra = getattr(response, "model_extra", None) or {}
+        detail = f": {extra['error']}" if "error" in extra else ""
+        raise InvalidResponse(f"response has no choices{detail}"[:300])
 
 
 class _NRejected(Exception):

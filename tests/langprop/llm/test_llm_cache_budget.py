@@ -98,7 +98,7 @@ def test_budget_once_spent_stops_everything_but_cached_answers(fake_openai, make
 def test_cost_accounting_and_cost_budget(fake_openai, make_config):
     fake_openai.answer = lambda messages, i, serial: "a b c d"  # 4 completion tokens
     prices = {"fake-model": {"input_per_1m": 2_000_000.0, "output_per_1m": 10_000_000.0}}  # $2 / $10 per token
-    with LLMClient(make_config(prices=prices, budget_cost=100.0, max_tokens=4, concurrency=1)) as client:
+    with LLMClient(make_config(prices=prices, budget_cost=150.0, max_tokens=4, concurrency=1)) as client:
         client.complete([user("x y z")], n=2)
         assert client.usage["cost"] == pytest.approx(3 * 2 + 8 * 10)
         with pytest.raises(BudgetExceeded, match="cost budget"):
@@ -115,7 +115,7 @@ def test_budget_holds_under_concurrency(fake_openai, make_config):
 
 
 def test_state_dict_resumes_usage_and_budget(fake_openai, make_config, tmp_path):
-    cfg = make_config(budget_tokens=12, concurrency=1)
+    cfg = make_config(budget_tokens=25, concurrency=1)
     with LLMClient(cfg, log_dir=tmp_path) as client:
         client.complete([user("one two three")], n=2)
         state = client.state_dict()

@@ -37,12 +37,12 @@ def test_answers_arrive_in_prompt_order_with_usage(fake_openai, make_config):
 
 def test_transient_failures_are_retried_and_counted(fake_openai, make_config):
     fake_openai.hang_s = 3.0
-    fake_openai.fail_next(429, 500, 503, "drop", "timeout")
-    with LLMClient(make_config(max_retries=5, timeout_s=0.5)) as client:
+    fake_openai.fail_next(429, 500, 503, "drop", "timeout", "garbage", "empty")
+    with LLMClient(make_config(max_retries=7, timeout_s=0.5)) as client:
         [[answer]] = client.complete([user("hello")], n=1)
     assert answer.text.startswith("```python")
-    assert fake_openai.request_count == 6  # 5 failures + 1 success: the SDK made no hidden retries
-    assert client.usage["retries"] == 5 and client.usage["requests"] == 6 and client.usage["calls"] == 1
+    assert fake_openai.request_count == 8  # 7 failures + 1 success: the SDK made no hidden retries
+    assert client.usage["retries"] == 7 and client.usage["requests"] == 8 and client.usage["calls"] == 1
 
 
 def test_backoff_is_exponential_capped_and_seeded(fake_openai, make_config, monkeypatch):
