@@ -10,13 +10,14 @@ process so a crash becomes a ``CarlaCallCrashed`` exception.
 
 from __future__ import annotations
 
+import json
 import logging
-import multiprocessing as mp
 import signal
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import carla
 
@@ -118,27 +119,30 @@ class LanePoint:
     yaw: float
 
 
-def _lane_walk_child(conn: Any, xodr_file: str, road_id: int, lane_id: int, s: float, method: str,
-                     distance: float) -> None:
-    try:
-        cmap = carla.Map(Path(xodr_file).stem, Path(xodr_file).read_text())
-        wp = cmap.get_waypoint_xodr(road_id, lane_id, s)
-        if wp is None:
-            conn.send(("error", f"no waypoint at road {road_id} lane {lane_id} s={s}"))
-            return
-        wps = getattr(wp, method)(distance)
-        conn.send(("ok", [LanePoint(w.road_id, w.lane_id, w.s, w.transform.location.x,
-                                    w.transform.location.y, w.transform.rotation.yaw) for w in wps]))
-    except Exception as exc:  # the point of the child is to report, never to raise past it
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
-    finally:
-        conn.close()
+_CHILD = r"""
+import json, sys
+from pathlib import Path
+import carla
+a = json.loads(sys.argv[1])
+cmap = carla.Map(Path(a["xodr"]).stem, Path(a["xodr"]).read_text())
+wp = cmap.get_waypoint_xodr(a["road"], a["lane"], a["s"])
+if wp is None:
+    print(json.dumps({"error": "no waypoint at road %d lane %d s=%.2f" % (a["road"], a["lane"], a["s"])}))
+    sys.exit(0)
+try:
+    wps = getattr(wp, a["method"])(a["distance"])
+except Exception as exc:
+    print(json.dumps({"error": "%s: %s" % (type(exc).__name__, exc)}))
+    sys.exit(0)
+print(json.dumps({"points": [[w.road_id, w.lane_id, w.s, w.transform.location.x, w.transform.location.y,
+                              w.transform.rotation.yaw] for w in wps]}))
+"""
 
 
 def isolated_lane_walk(xodr_file: str | Path, road_id: int, lane_id: int, s: float,
                        method: str = "next_until_lane_end", distance: float = 1.0,
                        timeout: float = 60.0) -> list[LanePoint]:
-    """Run a native lane walk (``next_until_lane_end`` / ``previous_until_lane_start``) in a child.
+    """Run a native lane walk (``next_until_lane_end`` / ``previous_until_lane_start``) in a child process.
 
     Returns the walk's points; raises ``CarlaCallCrashed`` naming the call if the child segfaults,
     raises, or exceeds ``timeout``.
@@ -146,39 +150,31 @@ def isolated_lane_walk(xodr_file: str | Path, road_id: int, lane_id: int, s: flo
     if method not in ("next_until_lane_end", "previous_until_lane_start"):
         raise ValueError(f"method must be next_until_lane_end or previous_until_lane_start, got {method!r}")
     what = f"{method}({distance}) at road {road_id} lane {lane_id} s={s:.2f} of {xodr_file}"
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_lane_walk_child, args=(child, str(xodr_file), road_id, lane_id, s, method,
-                                                       distance), daemon=True)
-    proc.start()
-    child.close()
+    args = json.dumps({"xodr": str(xodr_file), "road": int(road_id), "lane": int(lane_id), "s": float(s),
+                       "method": method, "distance": float(distance)})
     try:
-        if not parent.poll(timeout):
-            raise CarlaCallCrashed(_exit_reason(proc, what, timeout))
-        status, payload = parent.recv()
-    except EOFError:
-        raise CarlaCallCrashed(_exit_reason(proc, what, timeout)) from None
-    finally:
-        parent.close()
-        proc.join(5)
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
-    if status != "ok":
-        raise CarlaCallCrashed(f"{what} failed: {payload}")
-    return payload
+        proc = subprocess.run([sys.executable, "-c", _CHILD, args], capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise CarlaCallCrashed(f"{what} did not finish within {timeout:.0f} s") from None
+    if proc.returncode != 0:
+        raise CarlaCallCrashed(_exit_reason(proc.returncode, what, proc.stderr))
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        raise CarlaCallCrashed(f"{what} ended without a result")
+    result = json.loads(lines[-1])
+    if "error" in result:
+        raise CarlaCallCrashed(f"{what} failed: {result['error']}")
+    return [LanePoint(int(r), int(ln), float(s_), float(x), float(y), float(yaw))
+            for r, ln, s_, x, y, yaw in result["points"]]
 
 
-def _exit_reason(proc: mp.process.BaseProcess, what: str, timeout: float) -> str:
-    proc.join(1)
-    code = proc.exitcode
-    if code is None:
-        proc.kill()
-        return f"{what} did not finish within {timeout:.0f} s"
+def _exit_reason(code: int, what: str, stderr: str) -> str:
     if code < 0:
         try:
             name = signal.Signals(-code).name
         except ValueError:
             name = f"signal {-code}"
         return f"{what} crashed the carla library ({name})"
-    return f"{what} ended without a result (exit code {code})"
+    tail = " | ".join(stderr.strip().splitlines()[-2:])
+    return f"{what} failed in its child process (exit code {code}): {tail}"

@@ -36,6 +36,7 @@ LANE_CHANGE_LEAD = 1.0  # m followed on the old lane before blending
 MAX_CHANGES = 2  # lane changes in a row within one lane section (enough for 3 lanes)
 _CHANGE_ROOM = LANE_CHANGE_LENGTH + LANE_CHANGE_LEAD
 _TARGET = ("T",)
+MAX_SNAP = 10.0  # m; a keypoint farther than this from every driving lane is an error
 
 
 class NoRouteError(ValueError):
@@ -150,12 +151,17 @@ class RoutePlanner:
         """Lanes reachable from ``key`` by following it (no lane change)."""
         return [v[0] for v, d in self.graph[(key, 0)].items() if d["kind"] == "follow"]
 
+    def predecessors(self, key: LaneKey) -> list[LaneKey]:
+        """Lanes that lead into ``key`` (no lane change)."""
+        return sorted({u[0] for u, _, d in self.graph.in_edges((key, 0), data=True) if d["kind"] == "follow"})
+
     # ------------------------------------------------------------------ search
     def _locate(self, point: Keypoint, what: str) -> tuple[_Lane, float]:
         wp = self.map.get_waypoint(carla.Location(x=point.x, y=point.y, z=point.z), project_to_road=True,
                                    lane_type=carla.LaneType.Driving)
-        if wp is None:
-            raise NoRouteError(f"{what} keypoint ({point.x:.1f}, {point.y:.1f}) is not near a driving lane")
+        if wp is None or wp.transform.location.distance(carla.Location(x=point.x, y=point.y, z=wp.transform.location.z)) > MAX_SNAP:
+            raise NoRouteError(f"{what} keypoint ({point.x:.1f}, {point.y:.1f}) is more than {MAX_SNAP:.0f} m "
+                               f"from every driving lane")
         return self._lane(wp), float(wp.s)
 
     def _heuristic(self, u: Any, v: Any) -> float:

@@ -26,9 +26,10 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "speed": 13.89,
     "seed": 0,
     "roundabouts": False,  # netconvert --roundabouts.guess (spider without centre)
+    "dead_end_uturns": True,  # U-turns only at dead ends; False = no U-turns at all (dead-end lanes)
 }
 GENERATOR_DEFAULTS: dict[str, dict[str, Any]] = {
-    "grid": {"number": 4, "length": 100.0},
+    "grid": {"number": 4, "length": 100.0, "attach_length": 0.0},
     "spider": {"arms": 5, "circles": 3, "radius": 70.0, "omit_center": False},
     "rand": {"iterations": 25, "min_distance": 60.0, "max_distance": 110.0},
 }
@@ -99,6 +100,8 @@ class TownSpec:
         args: list[str] = []
         if self.generator == "grid":
             args += ["--grid", "--grid.number", str(int(p["number"])), "--grid.length", str(float(p["length"]))]
+            if p["attach_length"]:
+                args += ["--grid.attach-length", str(float(p["attach_length"]))]
         elif self.generator == "spider":
             args += [
                 "--spider", "--spider.arm-number", str(int(p["arms"])),
@@ -125,8 +128,8 @@ class TownSpec:
             args += ["--sidewalks.guess", "true"]
         if p["crossings"] and p["sidewalks"]:
             args += ["--crossings.guess", "true"]
-        # U-turns make odd junction connectors and routes; leaderboard towns have none either.
-        args += ["--no-turnarounds.except-deadend", "true"]
+        # U-turns make odd junction connectors and routes; keep them only where a road ends.
+        args += ["--no-turnarounds.except-deadend" if p["dead_end_uturns"] else "--no-turnarounds", "true"]
         return args
 
 

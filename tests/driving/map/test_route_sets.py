@@ -1,0 +1,59 @@
+"""Route sets: reproducible under the seed, disjoint splits, lengths in range, XML round trip."""
+
+from __future__ import annotations
+
+import pytest
+
+from driving.routes import RoutePlanner, RouteSetError, generate_route_set, read_routes, write_route_set
+
+
+def _signature(route) -> tuple:
+    return route.id, tuple(route.keypoints)
+
+
+def test_same_seed_same_routes_and_splits(grid_town) -> None:
+    a = generate_route_set(grid_town, seed=3, count=12, min_length=100.0, max_length=400.0)
+    b = generate_route_set(grid_town, seed=3, count=12, min_length=100.0, max_length=400.0)
+    assert {k: [_signature(r) for r in v] for k, v in a.items()} == {k: [_signature(r) for r in v] for k, v in b.items()}
+    c = generate_route_set(grid_town, seed=4, count=12, min_length=100.0, max_length=400.0)
+    assert {_signature(r) for v in a.values() for r in v} != {_signature(r) for v in c.values() for r in v}
+
+
+def test_splits_are_disjoint_proportional_and_lengths_in_range(rand_town) -> None:
+    sets = generate_route_set(rand_town, seed=0, count=10, min_length=100.0, max_length=500.0)
+    assert {k: len(v) for k, v in sets.items()} == {"train": 6, "val": 2, "test": 2}
+    ids = [r.id for v in sets.values() for r in v]
+    assert len(ids) == len(set(ids)) == 10
+    starts = [(r.keypoints[0], r.keypoints[-1]) for v in sets.values() for r in v]
+    assert len(set(starts)) == 10, "the same route appears twice"
+    for route in (r for v in sets.values() for r in v):
+        assert 100.0 <= route.length <= 500.0 and route.town == "rand_mixed" and route.dense
+
+
+def test_route_i_does_not_depend_on_count(spider_town) -> None:
+    small = generate_route_set(spider_town, seed=1, count=4, min_length=100.0, max_length=300.0)
+    large = generate_route_set(spider_town, seed=1, count=8, min_length=100.0, max_length=300.0)
+    by_id = {r.id: r.keypoints for v in large.values() for r in v}
+    for route in (r for v in small.values() for r in v):
+        assert by_id[route.id] == route.keypoints
+
+
+def test_written_route_files_replan_to_the_same_routes(grid_town, tmp_path) -> None:
+    sets = generate_route_set(grid_town, seed=5, count=5, min_length=150.0, max_length=300.0,
+                              splits={"train": 0.6, "test": 0.4})
+    files = write_route_set(sets, tmp_path, fmt="1.0", prefix="grid_tls_")
+    assert sorted(p.name for p in files.values()) == ["grid_tls_test.xml", "grid_tls_train.xml"]
+    planner = RoutePlanner(grid_town.load_map())
+    for split, path in files.items():
+        back = read_routes(path)
+        assert [r.id for r in back] == [r.id for r in sets[split]]
+        for orig, got in zip(sets[split], back, strict=True):
+            assert got.keypoints == orig.keypoints and got.weather == orig.weather
+            assert abs(planner.plan(got).length - orig.length) < 1e-6
+
+
+def test_bad_parameters(grid_town) -> None:
+    with pytest.raises(RouteSetError, match="sum to 1"):
+        generate_route_set(grid_town, 0, 5, 100.0, 200.0, splits={"train": 0.5})
+    with pytest.raises(RouteSetError, match="min_length"):
+        generate_route_set(grid_town, 0, 5, 300.0, 200.0)
