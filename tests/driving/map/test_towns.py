@@ -106,3 +106,30 @@ def _point_along(shape, dist: float) -> tuple[float, float]:
             return a[0] + f * (b[0] - a[0]), a[1] + f * (b[1] - a[1])
         dist -= d
     return shape[-1][0], shape[-1][1]
+
+
+def test_concurrent_builds_of_one_town_do_not_corrupt_the_cache(tmp_path: Path) -> None:
+    """Two processes building the same town at once: both succeed, one complete entry remains."""
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, json\n"
+        "from driving.towns import TownSpec, get_town\n"
+        "t = get_town(TownSpec('race', 'grid', {'number': 3, 'length': 70.0}), sys.argv[1])\n"
+        "cmap = t.load_map()\n"
+        "print(json.dumps({'dir': str(t.directory), 'built': t.built, 'roads': len(cmap.get_topology())}))\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parents[3])
+             for _ in range(2)]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    assert results[0]["dir"] == results[1]["dir"] and results[0]["roads"] == results[1]["roads"] > 0
+    entries = [p for p in (tmp_path / "towns").iterdir()]
+    assert [p.name for p in entries] == [Path(results[0]["dir"]).name]
+    assert sorted(p.name for p in entries[0].iterdir()) == ["meta.json", "net.net.xml", "town.xodr"]
