@@ -35,9 +35,20 @@ log = logging.getLogger(__name__)
 DEFAULT_SPEED_LIMIT = 50 / 3.6  # m/s, for roads whose OpenDRIVE has no <speed>
 
 
-def road_speed_limits(carla_map: Any) -> dict[int, float]:
-    """Max speed (m/s) of every OpenDRIVE road that declares one (``<type><speed max unit>``)."""
+def road_speed_limits(carla_map: Any, town: Any = None) -> dict[int, float]:
+    """Max speed (m/s) per OpenDRIVE road: from the town's SUMO edges when a ``Town`` is given,
+    else from the OpenDRIVE ``<type><speed max unit>`` records (netconvert writes none)."""
     limits: dict[int, float] = {}
+    if town is not None and hasattr(town, "sumo_net"):
+        try:
+            for edge in town.sumo_net.getEdges():
+                road = town.road_of_edge(edge.getID())
+                if road is not None and edge.getSpeed() > 0:
+                    limits[int(road)] = float(edge.getSpeed())
+        except (AttributeError, OSError, ValueError) as exc:
+            log.warning("no speed limits from the SUMO net of %s: %s", getattr(town, "name", town), exc)
+        if limits:
+            return limits
     try:
         root = ET.fromstring(carla_map.to_opendrive())
     except (ET.ParseError, AttributeError, RuntimeError):
@@ -76,7 +87,8 @@ class RouteMonitor:
         self.index = index
         self.repetition = repetition
         self.params = PARAMS[self.version]
-        if hasattr(town_or_map, "load_map"):
+        town = town_or_map if hasattr(town_or_map, "load_map") else None
+        if town is not None:
             self.map = town_or_map.load_map()
             if stop_lines is None:
                 from driving.signals import load_stop_lines
@@ -97,14 +109,26 @@ class RouteMonitor:
         self._blocked = BlockedCriterion(p)
         self._ego_road: int | None = None
         if speed_limit is None:
-            limits = road_speed_limits(self.map) if self.version != "1.0" and timeout_s is None else {}
-            speed_limit = lambda x, y: limits.get(self._ego_road, DEFAULT_SPEED_LIMIT)  # noqa: E731
+            limits = road_speed_limits(self.map, town) if self.version != "1.0" and timeout_s is None else {}
+            speed_limit = self._make_speed_limit(limits)
         self._timeout = RouteTimeout(self.geometry, self.version, speed_limit, timeout_s)
         self.events: list[InfractionEvent] = []
         self.done = False
         self._success_seen = False
         self._last_tick: WorldTick | None = None
         self._finished = False
+
+    def _make_speed_limit(self, limits: dict[int, float]) -> Callable[[float, float], float]:
+        # Like a CARLA vehicle's speed limit, the last known value holds on roads without one
+        # (junction connectors).
+        current = [DEFAULT_SPEED_LIMIT]
+
+        def limit(x: float, y: float) -> float:
+            if self._ego_road in limits:
+                current[0] = limits[self._ego_road]
+            return current[0]
+
+        return limit
 
     # ------------------------------------------------------------------ per tick
     def update(self, tick: WorldTick) -> list[InfractionEvent]:

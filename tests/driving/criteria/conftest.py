@@ -82,7 +82,13 @@ class Path:
         self.length = self.cum[-1]
 
     def pose(self, d: float) -> tuple[float, float, float]:
-        d = min(max(d, 0.0), self.length)
+        """Pose at arc length d; past the end the ego drives on straight (as it would)."""
+        if d > self.length:
+            (ax, ay), (bx, by) = self.pts[-2], self.pts[-1]
+            yaw = math.atan2(by - ay, bx - ax)
+            extra = d - self.length
+            return bx + extra * math.cos(yaw), by + extra * math.sin(yaw), math.degrees(yaw)
+        d = max(d, 0.0)
         lo, hi = 0, len(self.cum) - 1
         while hi - lo > 1:
             mid = (lo + hi) // 2
