@@ -147,10 +147,11 @@ def load_routes(cfg: Any) -> list[Any]:
         if not routes:
             raise RunnerError(f"route file {path}: contains no <route>")
     elif source == "generated":
-        from driving.routes import generate_route_set
         from driving.towns import get_town
 
-        town = get_town(str(cfg.world.town))
+        town = get_town(str(cfg.world.town))  # an unknown town fails here, before anything is built
+        from driving.routes import generate_route_set
+
         sets = generate_route_set(town, seed=int(cfg.routes.seed), count=int(cfg.routes.count),
                                   min_length=float(cfg.routes.min_length), max_length=float(cfg.routes.max_length))
         split = str(cfg.routes.split)
@@ -258,7 +259,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     from rich.console import Console
 
-    Console().print(summary_table(results))
+    console = Console()
+    if not console.is_terminal:  # piped/logged: don't squeeze the table into 80 columns
+        console = Console(width=200)
+    console.print(summary_table(results))
     print(f"results: {Path(str(cfg.checkpoint)).resolve()}")
     return 0
 

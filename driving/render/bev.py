@@ -101,6 +101,10 @@ class BEVRenderer:
         lines = list(stop_lines)
         self._stop_lines = lines
         self._stop_xy = np.array([(s.x, s.y) for s in lines], dtype=np.float64).reshape(-1, 2)
+        yaw = np.radians([s.yaw for s in lines]).reshape(-1)
+        half = np.array([s.half_width for s in lines], dtype=np.float64).reshape(-1)
+        across = np.stack([-np.sin(yaw), np.cos(yaw)], axis=1) * half[:, None]
+        self._stop_ends = np.stack([self._stop_xy - across, self._stop_xy + across], axis=1)  # (N, 2, 2)
         self._route_xy = np.zeros((0, 2))
         self._route_index = 0
         if route is not None:
@@ -157,52 +161,54 @@ class BEVRenderer:
         d = np.hypot(window[:, 0] - ego.x, window[:, 1] - ego.y)
         if len(d) and d.min() < 10.0:
             self._route_index = lo + int(d.argmin())
-        split = self._route_index
+        # Only the stretch that can be on screen (route points are ~1 m apart).
+        reach = int(math.hypot(self.config.width, self.config.height) / self.config.ppm) + 2
+        lo = max(0, self._route_index - reach)
+        split = self._route_index - lo
         thick = max(1, round(0.6 * self.config.ppm))
-        view = self._fixed(pts @ a.T + b)
+        view = self._fixed(pts[lo:self._route_index + reach] @ a.T + b)
         if split > 0:
             cv2.polylines(frame, [view[: split + 1]], False, self.palette.route_done, thick, cv2.LINE_AA, _SHIFT)
-        cv2.polylines(frame, [view[split:]], False, self.palette.route, thick, cv2.LINE_AA, _SHIFT)
+        if len(view) - split > 1:
+            cv2.polylines(frame, [view[split:]], False, self.palette.route, thick, cv2.LINE_AA, _SHIFT)
 
     def _draw_stop_lines(self, frame: np.ndarray, tick: WorldTick, a: np.ndarray, b: np.ndarray,
                          radius: float) -> None:
         if not len(self._stop_xy):
             return
         near = np.flatnonzero(np.hypot(*(self._stop_xy - (tick.ego.x, tick.ego.y)).T) < radius)
+        if not len(near):
+            return
         thick = max(2, round(0.8 * self.config.ppm))
-        for i in near:
+        ends = self._fixed(self._stop_ends[near].reshape(-1, 2) @ a.T + b).reshape(-1, 2, 2)
+        lights, palette = tick.light_states, self.palette
+        for i, (p, q) in zip(near, ends, strict=True):
             line = self._stop_lines[i]
             if line.kind == "traffic_light":
-                colour = self.palette.light.get(tick.light_states.get(line.id, "off"), self.palette.light["off"])
+                colour = palette.light.get(lights.get(line.id, "off"), palette.light["off"])
             else:
-                colour = self.palette.stop_sign
-            r = math.radians(line.yaw)
-            right = np.array([-math.sin(r), math.cos(r)]) * line.half_width
-            ends = self._fixed(np.array([[line.x, line.y] - right, [line.x, line.y] + right]) @ a.T + b)
-            cv2.line(frame, tuple(ends[0]), tuple(ends[1]), colour, thick, cv2.LINE_8, _SHIFT)
+                colour = palette.stop_sign
+            cv2.line(frame, (int(p[0]), int(p[1])), (int(q[0]), int(q[1])), colour, thick, cv2.LINE_8, _SHIFT)
 
     def _draw_actors(self, frame: np.ndarray, tick: WorldTick, a: np.ndarray, b: np.ndarray,
                      radius: float) -> None:
-        actors = [o for o in tick.actors if math.hypot(o.x - tick.ego.x, o.y - tick.ego.y) < radius]
-        for kind in ("static", "vehicle", "pedestrian"):
-            group = [o for o in actors if (o.kind if o.kind in ("vehicle", "pedestrian") else "static") == kind]
-            if group:
-                self._fill_boxes(frame, group, self.palette.actor(kind), a, b)
         ego = tick.ego
-        self._fill_boxes(frame, [ego], self.palette.ego, a, b)
+        boxes = [o for o in tick.actors if abs(o.x - ego.x) < radius and abs(o.y - ego.y) < radius]
+        # static first, then vehicles, pedestrians, the ego on top
+        order = {"vehicle": 1, "pedestrian": 2}
+        boxes.sort(key=lambda o: order.get(o.kind, 0))
+        boxes.append(ego)
+        arr = np.array([(o.x, o.y, o.yaw, o.half_length, o.half_width) for o in boxes], dtype=np.float64)
+        polys = self._fixed(oriented_box_corners(*arr.T).reshape(-1, 2) @ a.T + b).reshape(-1, 4, 2)
+        for box, quad in zip(boxes, polys, strict=True):
+            colour = self.palette.ego if box is ego else self.palette.actor(box.kind)
+            cv2.fillConvexPoly(frame, quad, colour, cv2.LINE_8, _SHIFT)
         # A dark notch across the front fifth shows the heading without covering the centre.
-        notch = oriented_box_corners(ego.x + math.cos(math.radians(ego.yaw)) * ego.half_length * 0.85,
-                                     ego.y + math.sin(math.radians(ego.yaw)) * ego.half_length * 0.85,
+        r = math.radians(ego.yaw)
+        notch = oriented_box_corners(ego.x + math.cos(r) * ego.half_length * 0.85,
+                                     ego.y + math.sin(r) * ego.half_length * 0.85,
                                      ego.yaw, ego.half_length * 0.15, ego.half_width * 0.8)
         cv2.fillConvexPoly(frame, self._fixed(notch @ a.T + b), self.palette.ego_front, cv2.LINE_8, _SHIFT)
-
-    def _fill_boxes(self, frame: np.ndarray, boxes: Sequence[ActorBox], colour: tuple[int, int, int],
-                    a: np.ndarray, b: np.ndarray) -> None:
-        arr = np.array([(o.x, o.y, o.yaw, o.half_length, o.half_width) for o in boxes], dtype=np.float64)
-        corners = oriented_box_corners(*arr.T)
-        polys = self._fixed(corners.reshape(-1, 2) @ a.T + b).reshape(-1, 4, 2)
-        for quad in polys:  # one call each: fillPoly's even-odd rule would hollow out overlaps
-            cv2.fillConvexPoly(frame, quad, colour, cv2.LINE_8, _SHIFT)
 
     def _draw_events(self, frame: np.ndarray, ego: ActorBox, events: Sequence[EventLike], a: np.ndarray,
                      b: np.ndarray, radius: float) -> None:

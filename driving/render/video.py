@@ -35,7 +35,8 @@ class VideoWriter:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._writer = imageio.get_writer(
                 self._tmp, format="FFMPEG", mode="I", fps=self.fps, codec="libx264", quality=self.quality,
-                pixelformat="yuv420p", macro_block_size=16, ffmpeg_log_level="error")
+                pixelformat="yuv420p", macro_block_size=16, ffmpeg_log_level="error",
+                output_params=["-preset", "veryfast"])  # small frames: encoder speed matters more than size
         self._writer.append_data(frame)
         self.frames += 1
 

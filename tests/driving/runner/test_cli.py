@@ -1,0 +1,80 @@
+"""``python -m leaderboard_eval`` as a user runs it: a subprocess, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "leaderboard_eval", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def assert_one_line_error(out: subprocess.CompletedProcess, *needles: str) -> None:
+    assert out.returncode == 2, (out.returncode, out.stderr[-2000:])
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert lines[0].startswith("leaderboard_eval: error: ")
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_malformed_route_file_is_one_clear_line(tmp_path, grid_town):
+    bad = tmp_path / "routes.xml"
+    bad.write_text("<routes><route id='0' town='grid_tls'><waypoints><position x='1' y=</routes>")
+    assert_one_line_error(cli("--routes", str(bad), "--checkpoint", str(tmp_path / "r.json")), "routes.xml")
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_missing_route_file_and_unknown_towns_are_one_clear_line(tmp_path, grid_town):
+    assert_one_line_error(cli("--routes", str(tmp_path / "nope.xml")), "nope.xml")
+    assert_one_line_error(cli("--town", "Atlantis", "--count", "1"), "Atlantis", "grid_tls")
+    routes = tmp_path / "carla.xml"
+    routes.write_text('<routes><route id="0" town="Town01"><waypoints><position x="1" y="2" z="0"/>'
+                      '<position x="30" y="2" z="0"/></waypoints></route></routes>')
+    assert_one_line_error(cli("--routes", str(routes)), "Town01")
+
+
+def test_bad_overrides_and_flags_are_one_clear_line(tmp_path, grid_town):
+    assert_one_line_error(cli("--town", "grid_tls", "world.bogus=1"), "world", "bogus")
+    assert_one_line_error(cli("--town", "grid_tls", "--version", "3.7"), "3.7")
+    assert_one_line_error(cli("--town", "grid_tls", "--routes-subset", "5-2"), "5-2")
+    assert_one_line_error(cli("--town", "grid_tls", "--driver", "no.such.Driver"), "no.such.Driver")
+    assert cli("--resume", "maybe").returncode == 2  # argparse: not a boolean
+
+
+def test_generated_routes_with_the_route_follower_then_resume(tmp_path, grid_town):
+    ckpt = tmp_path / "results.json"
+    args = ("--town", "grid_tls", "--count", "2", "--seed", "3", "--checkpoint", str(ckpt), "--quiet",
+            "--blocked-time", "20",
+            "routes.min_length=50", "routes.max_length=120", "world.n_vehicles=6", "world.n_pedestrians=3")
+    first = cli(*args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    data = json.loads(ckpt.read_text())
+    assert set(data) == {"_checkpoint", "entry_status", "eligible", "sensors", "values", "labels"}
+    records = data["_checkpoint"]["records"]
+    assert len(records) == 2 and data["_checkpoint"]["progress"] == [2, 2]
+    assert all(r["route_id"].startswith("RouteScenario_") and r["status"] for r in records)
+    assert data["entry_status"] == "Finished"
+    assert "Leaderboard results" in first.stdout and records[0]["route_id"] in first.stdout
+    again = cli(*args, "--resume")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert json.loads(ckpt.read_text())["_checkpoint"]["records"] == records  # nothing re-run
+
+
+@pytest.mark.parametrize("value", ["false", "0"])
+def test_resume_false_really_means_false(value, tmp_path):
+    # The leaderboard's --resume is type=bool, so "--resume False" resumed; ours parses the value.
+    from leaderboard_eval.__main__ import build_parser, flag_overrides
+
+    args = build_parser().parse_args(["--resume", value])
+    assert "resume=false" in flag_overrides(args)
+    assert "resume=true" in flag_overrides(build_parser().parse_args(["--resume"]))
