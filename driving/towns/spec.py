@@ -143,6 +143,8 @@ BUILTIN_TOWNS: dict[str, TownSpec] = {
                                            "junction": "priority"}),
         TownSpec("rand_mixed", "rand", {"iterations": 25, "seed": 7, "lanes": 2, "random_lanes": True,
                                         "junction": "mixed"}),
+        TownSpec("spider_roundabout", "spider", {"arms": 4, "circles": 3, "radius": 60.0, "omit_center": True,
+                                                 "roundabouts": True, "lanes": 1, "junction": "priority"}),
         TownSpec("grid_3lane", "grid", {"number": 3, "length": 120.0, "lanes": 3, "junction": "traffic_light"}),
     )
 }

@@ -1,0 +1,70 @@
+"""Route files from the command line.
+
+``python -m driving.routes generate --town grid_tls --seed 0 --count 50 --min-length 100 --max-length 500
+--out routes/ [--format 2.x]`` writes ``<town>_<split>.xml`` per split;
+``python -m driving.routes check FILE`` reads a route file and traces every route on its town.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from driving.routes.planner import NoRouteError, RoutePlanner
+from driving.routes.route_sets import RouteSetError, generate_route_set, write_route_set
+from driving.routes.route_xml import FORMATS, RouteFileError, read_routes
+from driving.towns import TownBuildError, UnknownTownError, get_town
+
+
+def _splits(text: str) -> dict[str, float]:
+    try:
+        pairs = [item.split("=") for item in text.split(",")]
+        return {name.strip(): float(value) for name, value in pairs}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--splits must look like train=0.6,val=0.2,test=0.2, got {text!r}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m driving.routes", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    gen = sub.add_parser("generate", help="generate a reproducible route set with splits")
+    gen.add_argument("--town", required=True)
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--count", type=int, default=50)
+    gen.add_argument("--min-length", type=float, default=100.0)
+    gen.add_argument("--max-length", type=float, default=500.0)
+    gen.add_argument("--splits", type=_splits, default=None, help="e.g. train=0.6,val=0.2,test=0.2")
+    gen.add_argument("--format", choices=FORMATS, default="2.x")
+    gen.add_argument("--out", required=True, help="output directory")
+    check = sub.add_parser("check", help="read a route file and trace its routes")
+    check.add_argument("file")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        if args.command == "generate":
+            town = get_town(args.town)
+            sets = generate_route_set(town, args.seed, args.count, args.min_length, args.max_length, args.splits)
+            for split, path in write_route_set(sets, args.out, args.format, prefix=f"{town.name}_").items():
+                sys.stdout.write(f"{split}: {len(sets[split])} routes -> {path}\n")
+            return 0
+        routes = read_routes(args.file)
+        planners: dict[str, RoutePlanner] = {}
+        for route in routes:
+            if route.town not in planners:
+                planners[route.town] = RoutePlanner(get_town(route.town).load_map())
+            try:
+                planned = planners[route.town].plan(route)
+            except NoRouteError as exc:
+                raise RouteFileError(f"{args.file}: route {route.id!r}: {exc}") from None
+            sys.stdout.write(f"{route.id}: {route.town}, {len(route.keypoints)} keypoints, "
+                             f"{planned.length:.1f} m\n")
+        return 0
+    except (RouteFileError, RouteSetError, UnknownTownError, TownBuildError) as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
