@@ -327,3 +327,32 @@ def test_min_speed_checkpoints(grid_town, grid_lines, tls_route) -> None:
     old = RouteMonitor(route, grid_town, version="1.0", stop_lines=grid_lines)
     run(old, drive(path, lambda t, d: 5.0, actors=lambda t, x, y, yaw: far))
     assert old.finalize(1.0).status == "Completed"  # no minimum speed in 1.0
+
+
+def test_stop_sign_not_double_counted_and_1_0_needs_the_centre_inside(stop_town, stop_lines, stop_route) -> None:
+    route, line = stop_route
+    path = Path(route)
+    at_line = path.distance_of(line.x, line.y)
+
+    def phases(*steps):
+        """Speed profile: (speed, until) steps, `until(d)` ends a step; the last step is held."""
+        state = {"i": 0}
+
+        def speed(t, d):
+            while state["i"] < len(steps) - 1 and steps[state["i"]][1](d):
+                state["i"] += 1
+            return steps[state["i"]][0]
+
+        return speed
+
+    # rolls through at 3 m/s, backs up 8 m behind the line, rolls through again: 2.x counts one
+    # stop infraction (same stop twice in a row), 1.0 two
+    for version, expected in (("1.0", 2), ("2.0", 1)):
+        speed = phases((3.0, lambda d: d > at_line + 4), (-1.0, lambda d: d < at_line - 8), (3.0, None))
+        monitor = RouteMonitor(route, stop_town, version=version, stop_lines=stop_lines)
+        events = run(monitor, drive(path, speed, max_time=60))
+        assert kinds(events) == ["stop_infraction"] * expected, version
+    # 1.0: looking 20 m ahead into the stop's box is not enough, the centre must enter it
+    speed = phases((3.0, lambda d: d > at_line - 10), (-2.0, lambda d: d < at_line - 35), (0.0, None))
+    monitor = RouteMonitor(route, stop_town, version="1.0", stop_lines=stop_lines)
+    assert run(monitor, drive(path, speed, start=5.0, max_time=40)) == []
