@@ -1,4 +1,4 @@
-"""Build a town's files: netgenerate → (netconvert roundabouts) → netconvert OpenDRIVE → stop signs.
+"""Build a town's files: netgenerate → netconvert OpenDRIVE → edge/road mapping → stop signs.
 
 Output directory layout (what ``driving.towns.Town`` reads):
 ``net.net.xml`` (SUMO network), ``town.xodr`` (OpenDRIVE with stop signs), ``meta.json`` (edge ↔
@@ -59,14 +59,8 @@ def _run(town: str, step: str, cmd: list[str], cwd: Path) -> None:
 def build_town_files(spec: TownSpec, out_dir: Path) -> dict[str, Any]:
     """Generate every file of ``spec`` into ``out_dir`` (which must exist); return the metadata."""
     net, xodr = out_dir / NET_FILE, out_dir / XODR_FILE
-    params = spec.resolved()
     _run(spec.name, "netgenerate", [sumolib.checkBinary("netgenerate"), *spec.netgenerate_args(),
                                     "-o", NET_FILE], out_dir)
-    if params["roundabouts"]:
-        _run(spec.name, "netconvert --roundabouts.guess",
-             [sumolib.checkBinary("netconvert"), "-s", NET_FILE, "--roundabouts.guess", "true",
-              "-o", "rb.net.xml"], out_dir)
-        os.replace(out_dir / "rb.net.xml", net)
     _run(spec.name, "netconvert --opendrive-output",
          [sumolib.checkBinary("netconvert"), "-s", NET_FILE, "--opendrive-output", "raw.xodr"], out_dir)
     raw_text = _add_georeference((out_dir / "raw.xodr").read_text())

@@ -25,7 +25,6 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "random_lanes": False,  # draw lane numbers from [1, lanes] per edge
     "speed": 13.89,
     "seed": 0,
-    "roundabouts": False,  # netconvert --roundabouts.guess (spider without centre)
     "dead_end_uturns": True,  # U-turns only at dead ends; False = no U-turns at all (dead-end lanes)
 }
 GENERATOR_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -143,8 +142,6 @@ BUILTIN_TOWNS: dict[str, TownSpec] = {
                                            "junction": "priority"}),
         TownSpec("rand_mixed", "rand", {"iterations": 25, "seed": 7, "lanes": 2, "random_lanes": True,
                                         "junction": "mixed"}),
-        TownSpec("spider_roundabout", "spider", {"arms": 4, "circles": 3, "radius": 60.0, "omit_center": True,
-                                                 "roundabouts": True, "lanes": 1, "junction": "priority"}),
         TownSpec("grid_3lane", "grid", {"number": 3, "length": 120.0, "lanes": 3, "junction": "traffic_light"}),
     )
 }
