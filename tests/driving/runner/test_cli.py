@@ -78,3 +78,33 @@ def test_resume_false_really_means_false(value, tmp_path):
     args = build_parser().parse_args(["--resume", value])
     assert "resume=false" in flag_overrides(args)
     assert "resume=true" in flag_overrides(build_parser().parse_args(["--resume"]))
+
+
+def test_sigint_writes_results_so_far_and_exits_130(tmp_path, grid_town):
+    import signal
+    import time
+
+    ckpt = tmp_path / "results.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "leaderboard_eval", "--town", "grid_tls", "--count", "4", "--seed", "5",
+         "--checkpoint", str(ckpt), "--quiet", "--blocked-time", "20", "routes.max_length=150",
+         "world.n_vehicles=6", "world.n_pedestrians=3"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if ckpt.exists() and json.loads(ckpt.read_text() or "{}").get("_checkpoint", {}).get("records"):
+                break  # the first route is recorded: interrupt during a later one
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err and "interrupted" in err and "--resume" in err
+    data = json.loads(ckpt.read_text())
+    done, total = data["_checkpoint"]["progress"]
+    assert 1 <= done < total == 4
+    assert data["entry_status"] == "Started"

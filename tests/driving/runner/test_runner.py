@@ -102,3 +102,41 @@ def test_repetitions_and_subsets(short_routes, tmp_path):
     assert [r.id for r in select_routes(short_routes, "2,0")] == ["0", "2"]
     with pytest.raises(RunnerError, match="no route with id 9"):
         select_routes(short_routes, "0-1,9")
+
+
+def test_a_world_failure_is_a_simulation_crash_and_the_world_is_rebuilt(short_routes, world_config, tmp_path):
+    from driving.worlds.embedded import EmbeddedWorld
+
+    built: list[str] = []
+
+    class Flaky(EmbeddedWorld):
+        def step(self, control):
+            if self._route_id == "0" and self.tick().frame >= 10:
+                raise RuntimeError("simulator lost on purpose")
+            return super().step(control)
+
+        def reset(self, route, seed):
+            self._route_id = route.id
+            return super().reset(route, seed)
+
+    def factory(town: str):
+        built.append(town)
+        return Flaky(world_config)
+
+    path = tmp_path / "r.json"
+    results = run_routes(short_routes[:2], world_config, Pursuit, checkpoint_path=path, world_factory=factory,
+                         progress=False)
+    first, second = results["_checkpoint"]["records"]
+    assert first["status"] == "Failed - Simulation crashed"
+    assert second["status"] in ("Completed", "Perfect")
+    assert built == ["grid_tls", "grid_tls"]  # a fresh world after the crash
+    assert results["entry_status"] == "Crashed"  # the leaderboard's entry status for a lost simulator
+    made: list[str] = []
+
+    class Counting(Pursuit):
+        def reset(self, route):
+            made.append(route.id)
+            super().reset(route)
+
+    run_routes(short_routes[:2], world_config, Counting, checkpoint_path=path, resume=True, progress=False)
+    assert made == ["0"]  # resume re-runs the route the simulator lost
