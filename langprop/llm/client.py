@@ -145,7 +145,17 @@ class LLMClient:
         return out
 
     def _with_prefix(self, messages: list[Message]) -> list[Message]:
-        """Insert the configured few-shot turns after the leading system messages."""
+        """Apply ``merge_system``, then insert the few-shot turns after the leading system messages."""
+        if self.config.merge_system:
+            system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+            messages = [m for m in messages if m["role"] != "system"]
+            if system:
+                first = next((i for i, m in enumerate(messages) if m["role"] == "user"), None)
+                if first is None:
+                    messages = [{"role": "user", "content": system}, *messages]
+                else:
+                    merged = {"role": "user", "content": f"{system}\n\n{messages[first]['content']}"}
+                    messages = [*messages[:first], merged, *messages[first + 1:]]
         if not self.config.prefix_messages:
             return messages
         cut = 0

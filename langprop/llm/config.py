@@ -49,6 +49,7 @@ class LLMConfig:
     budget_cost: float | None = None  # in the currency of `prices`
     prices: dict[str, dict[str, float]] = field(default_factory=dict)  # model -> {input_per_1m, output_per_1m}
     prefix_messages: list[Message] = field(default_factory=list)  # few-shot turns put after system msgs
+    merge_system: bool = False  # fold system messages into the first user message (Gemma has no system role)
 
     def __post_init__(self) -> None:
         # Hydra/OmegaConf hand over ListConfig/DictConfig: normalise to plain containers.

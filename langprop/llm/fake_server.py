@@ -80,6 +80,7 @@ class FakeOpenAIServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            wbufsize = -1  # buffer the response: headers and body leave in one send (no Nagle stalls)
 
             def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
                 pass

@@ -137,6 +137,7 @@ class LocalOpenAIServer:
             api_key_env="LANGPROP_LOCAL_LLM_KEY",  # any key works; never send a real one to localhost
             stop=list(GEMMA_STOP),
             prefix_messages=[dict(m) for m in ONE_SHOT_EXAMPLE],
+            merge_system=self.chat_format == "gemma",  # the gemma format silently drops system messages
             timeout_s=120.0,
             concurrency=1,  # one llama.cpp slot: parallel requests only queue
             max_retries=2,

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import threading
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ __all__ = [
     "write_answer_file",
     "read_answer_file",
     "next_sequence_number",
+    "write_text_no_fsync",
 ]
 
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?\n)?---[ \t]*\n", re.DOTALL)
@@ -204,10 +206,23 @@ def load_replay(path: str | Path) -> tuple[list[ReplayEntry], str | None]:
 
 
 # -- writing ----------------------------------------------------------------------------------------
-def write_answer_file(path: str | Path, text: str, meta: dict[str, Any]) -> Path:
-    """Write one answer in the markdown replay format (atomically)."""
+def write_text_no_fsync(path: str | Path, text: str) -> Path:
+    """Write via a temp file and rename: never torn, but not fsync'ed. For transcripts, where the
+    ~5 ms of two fsyncs per file would dominate a warm-cache run and losing the last lines on a
+    power cut is acceptable (checkpoints use langprop.atomic)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, target)
+    return target
+
+
+def write_answer_file(path: str | Path, text: str, meta: dict[str, Any], *, durable: bool = False) -> Path:
+    """Write one answer in the markdown replay format (atomically; fsync'ed when ``durable``)."""
     header = yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, width=1000)
-    return atomic_write_text(path, f"---\n{header}---\n{text}")
+    content = f"---\n{header}---\n{text}"
+    return atomic_write_text(path, content) if durable else write_text_no_fsync(path, content)
 
 
 def next_sequence_number(directory: str | Path) -> int:

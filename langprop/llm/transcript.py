@@ -13,9 +13,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from langprop.atomic import atomic_write_text
 from langprop.llm.base import Message
-from langprop.llm.replay import next_sequence_number, write_answer_file
+from langprop.llm.replay import next_sequence_number, write_answer_file, write_text_no_fsync
 
 __all__ = ["Transcript", "safe_tag"]
 
@@ -62,7 +61,7 @@ class Transcript:
         if not self.prompts:
             return None
         path = self.prompt_dir / f"{seq:06d}_{safe_tag(tag)}.md"
-        atomic_write_text(path, render_prompt(messages, {"seq": f"{seq:06d}", "tag": tag, **header}))
+        write_text_no_fsync(path, render_prompt(messages, {"seq": f"{seq:06d}", "tag": tag, **header}))
         return str(path)
 
     def write_answer(self, seq: int, tag: str, index: int, text: str, meta: dict[str, Any]) -> str:

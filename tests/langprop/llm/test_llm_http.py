@@ -162,6 +162,15 @@ def test_sampling_parameters_and_prefix_messages_are_sent(fake_openai, make_conf
     assert body["messages"][1]["content"] == "example" and body["messages"][-1]["content"] == "task"
 
 
+def test_merge_system_folds_system_text_into_the_first_user_message(fake_openai, make_config):
+    shot = [{"role": "user", "content": "example"}, {"role": "assistant", "content": "done"}]
+    with LLMClient(make_config(merge_system=True, prefix_messages=shot)) as client:
+        client.complete([user("task", system="rules")], n=1)
+    sent = fake_openai.requests[0]["messages"]
+    assert [m["role"] for m in sent] == ["user", "assistant", "user"]
+    assert sent[0]["content"] == "example" and sent[-1]["content"] == "rules\n\ntask"
+
+
 @pytest.mark.parametrize(
     ("overrides", "field"),
     [

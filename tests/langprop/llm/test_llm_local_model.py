@@ -27,7 +27,8 @@ def test_server_that_cannot_start_reports_its_log_and_is_gone(tmp_path):
 @pytest.mark.slow
 def test_real_gemma_gives_two_fenced_answers(local_llm, tmp_path):  # noqa: F811
     cfg = local_llm.llm_config(max_tokens=96, temperature=0.8, seed=1, cache_path=str(tmp_path / "c.sqlite"))
-    prompt = user("Write a Python function `mul(a, b)` that returns the product of a and b.")
+    prompt = user("Write a Python function `mul(a, b)` that returns the product of a and b.",
+                  system="You write short, correct Python code.")  # folded into the user turn for Gemma
     with LLMClient(cfg, log_dir=tmp_path / "run") as client:
         [answers] = client.complete([prompt], n=2, tags=["setup_0"])
         usage = client.usage
