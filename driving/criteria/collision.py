@@ -17,6 +17,7 @@ collisions_vehicle, pedestrians -> collisions_pedestrian.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from driving.criteria.events import (
     COLLISION_LAYOUT,
@@ -27,7 +28,7 @@ from driving.criteria.events import (
     location_text,
 )
 from driving.geometry import boxes_to_array, obb_overlap
-from driving.types import WorldTick
+from driving.types import ActorBox, WorldTick
 
 # CARLA-like type ids written in the event messages (the leaderboard prints event.other_actor.type_id)
 TYPE_IDS = {"vehicle": "vehicle.sumo.car", "pedestrian": "walker.pedestrian.sumo", "static": "static.prop.box"}
@@ -43,14 +44,16 @@ class CollisionCriterion:
         self._last_time: float | None = None
         self._locations: list[tuple[float, float]] = []  # 2.x keeps at most one
 
-    def update(self, tick: WorldTick) -> list[InfractionEvent]:
+    def update(self, tick: WorldTick, candidates: Sequence[ActorBox] | None = None) -> list[InfractionEvent]:
+        """``candidates``: the actors that may touch the ego (all of ``tick.actors`` if None)."""
         ego = tick.ego
         events: list[InfractionEvent] = []
-        if tick.actors:
+        actors = tick.actors if candidates is None else candidates
+        if actors:
             hits = obb_overlap(
-                (ego.x, ego.y, ego.yaw, ego.half_length, ego.half_width), boxes_to_array(tick.actors)
+                (ego.x, ego.y, ego.yaw, ego.half_length, ego.half_width), boxes_to_array(actors)
             )
-            for actor, hit in zip(tick.actors, hits, strict=True):
+            for actor, hit in zip(actors, hits, strict=True):
                 if hit:
                     event = self._on_contact(tick, actor.id, actor.kind)
                     if event is not None:

@@ -9,6 +9,7 @@ timeout; one tick after route completion succeeds (the success is reported on th
 from __future__ import annotations
 
 import logging
+import math
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Sequence
@@ -143,15 +144,29 @@ class RouteMonitor:
             # compare distances in the plane the map lives in
             location.z = wp.transform.location.z
             self._ego_road = wp.road_id
+        # one pass over the actors: collision candidates (bounding circles within reach) and the
+        # background vehicles' mean speed
+        ex, ey = ego.x, ego.y
+        ego_reach = math.hypot(ego.half_length, ego.half_width)
+        near = []
+        speed_sum, vehicles = 0.0, 0
+        for a in tick.actors:
+            if a.kind == "vehicle":
+                speed_sum += abs(a.speed)
+                vehicles += 1
+            dx, dy = a.x - ex, a.y - ey
+            reach = ego_reach + a.half_length + a.half_width  # >= the sum of the two radii
+            if dx * dx + dy * dy < reach * reach:
+                near.append(a)
         new: list[InfractionEvent] = []
         success_before = self._completion.success
         self._completion.update(tick)
         self._lanes.update(tick, location, wp)
-        new += self._collision.update(tick)
+        new += self._collision.update(tick, near)
         new += self._red.update(tick)
         new += self._stop.update(tick)
         if self._min_speed is not None:
-            new += self._min_speed.update(tick)
+            new += self._min_speed.update(tick, speed_sum / vehicles if vehicles else math.nan)
         new += self._in_route.update(tick)
         new += self._blocked.update(tick)
         new += self._timeout.update(tick)
