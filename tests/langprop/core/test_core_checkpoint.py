@@ -68,10 +68,7 @@ def test_load_best_policy_in_process(tmp_path):
 
 
 def test_load_best_policy_sandboxed(tmp_path):
-    try:  # TEMPORARY while langprop.sandbox is being written; removed before hand-off
-        from langprop.sandbox import SandboxedFunction
-    except ImportError:
-        pytest.skip("langprop.sandbox.SandboxedFunction not written yet")
+    from langprop.sandbox import PolicyCallError, SandboxedFunction
 
     save_checkpoint(tmp_path, 1, make_population(), spec=SPEC)
     double = load_best_policy(tmp_path, sandboxed=True)
@@ -80,6 +77,8 @@ def test_load_best_policy_sandboxed(tmp_path):
         assert double(5) == 10
         result = double.call(x=3)
         assert result.status == "ok" and result.output == 6
+        with pytest.raises(PolicyCallError):
+            double("a", "b")  # a failure inside the worker comes back as an error, not a crash here
     finally:
         double.close()
 
