@@ -7,6 +7,7 @@ road mapping, junction connectors, stop approaches, SUMO version). ``meta.json``
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -33,6 +34,7 @@ class TownBuildError(RuntimeError):
     """A SUMO tool failed or produced an unusable network; the message names the town and the step."""
 
 
+@functools.cache
 def sumo_version() -> str:
     try:
         from importlib.metadata import version

@@ -50,8 +50,11 @@ def test_second_get_town_is_a_cache_hit(tmp_path: Path) -> None:
     assert not list((tmp_path / "towns").glob(".build-*")), "temporary build directories left behind"
 
 
-def test_grid_lanes_match_sumo_shapes_and_lane_ids(grid_town, grid_map) -> None:
+@pytest.mark.parametrize("town_fixture", ["grid_town", "rand_town", "spider_town"])
+def test_lanes_match_sumo_shapes_and_lane_ids(town_fixture, request) -> None:
     """carla (x, -y) sits on sumolib's lane shape points; lane ids follow -(numLanes - index)."""
+    grid_town = request.getfixturevalue(town_fixture)
+    grid_map = grid_town.load_map()
     errors = []
     for edge in grid_town.sumo_net.getEdges():
         road = grid_town.road_of_edge(edge.getID())
@@ -68,7 +71,15 @@ def test_grid_lanes_match_sumo_shapes_and_lane_ids(grid_town, grid_map) -> None:
                 loc = wp.transform.location
                 sx, sy = _point_along(shape, frac * length)
                 errors.append(math.hypot(loc.x - sx, loc.y - (-sy)))
-    assert max(errors) < 0.05, f"max transform error {max(errors):.3f} m"
+    assert max(errors) < 0.05, f"{grid_town.name}: max transform error {max(errors):.3f} m"
+
+
+def test_failed_build_names_the_town_and_step(tmp_path: Path) -> None:
+    from driving.towns import TownBuildError
+
+    with pytest.raises(TownBuildError, match=r"town 'broken': netgenerate failed"):
+        get_town(TownSpec("broken", "grid", {"number": 1}), tmp_path)
+    assert not list((tmp_path / "towns").iterdir()), "a failed build left files in the cache"
 
 
 def test_junction_connectors_have_no_edge(grid_town, grid_map) -> None:
