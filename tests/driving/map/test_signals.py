@@ -71,3 +71,45 @@ def test_stop_signs_on_allway_stop_approaches(allway_town) -> None:
     n = _check_stop_signs(allway_town)
     # an all-way stop stops every approach of every inner junction
     assert n >= 12
+
+
+def _junction_entries(dense) -> list[int]:
+    return [i for i in range(1, len(dense)) if dense[i].is_junction and not dense[i - 1].is_junction]
+
+
+def test_route_crosses_one_light_per_junction_on_its_own_link(grid_town) -> None:
+    from driving.routes import generate_route_set
+    from driving.signals import route_stop_lines
+
+    lines = load_stop_lines(grid_town)
+    routes = [r for v in generate_route_set(grid_town, 2, 6, 150.0, 400.0).values() for r in v]
+    for route in routes:
+        dense = route.dense
+        found = route_stop_lines(dense, lines)
+        entries = _junction_entries(dense)
+        assert [f.index for f in found] == entries  # every junction of grid_tls is signalised
+        for f in found:
+            before, after = dense[f.index - 1], next(w for w in dense[f.index:] if not w.is_junction)
+            assert (f.line.road_id, f.line.lane_id) == (before.road_id, before.lane_id)
+            assert f.line.to_road_id == after.road_id
+            assert math.hypot(f.line.x - before.x, f.line.y - before.y) < 1.5
+            walked = sum(math.hypot(b.x - a.x, b.y - a.y) for a, b in zip(dense[:f.index], dense[1:f.index],
+                                                                          strict=False))
+            assert abs(f.distance - walked) < 1.5
+
+
+def test_route_stop_signs_on_minor_approaches(stop_town) -> None:
+    from driving.routes import generate_route_set
+    from driving.signals import route_stop_lines
+
+    lines = load_stop_lines(stop_town)
+    stopped_lanes = {(ln.road_id, ln.lane_id) for ln in lines}
+    routes = [r for v in generate_route_set(stop_town, 1, 6, 150.0, 400.0).values() for r in v]
+    total = 0
+    for route in routes:
+        found = route_stop_lines(route.dense, lines)
+        expected = [i for i in _junction_entries(route.dense)
+                    if (route.dense[i - 1].road_id, route.dense[i - 1].lane_id) in stopped_lanes]
+        assert [f.index for f in found] == expected and all(f.line.kind == "stop" for f in found)
+        total += len(found)
+    assert total > 0
