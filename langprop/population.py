@@ -10,6 +10,7 @@ response files), so the history of a lineage survives eviction.
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 from collections.abc import Iterable, Sequence
@@ -254,7 +255,14 @@ class Population:
     @property
     def lineage(self) -> dict[str, dict[str, Any]]:
         """Lineage record of every policy ever added (copy), keyed by id, in insertion order."""
-        return {pid: dict(rec) for pid, rec in self._lineage.items()}
+        return {pid: copy.deepcopy(rec) for pid, rec in self._lineage.items()}
+
+    def annotate(self, policy_id: str, **notes: Any) -> None:
+        """Attach JSON-able notes (e.g. ``score=0.3, main_failure="IndexError on 4x4"``) to a lineage
+        record; they survive eviction and checkpoints, so update prompts can show a lineage's history."""
+        if policy_id not in self._lineage:
+            raise KeyError(f"no policy {policy_id!r} was ever in the population")
+        self._lineage[policy_id].setdefault("notes", {}).update(notes)
 
     def ancestors(self, policy_id: str) -> list[dict[str, Any]]:
         """Lineage records of the parent, grandparent, ... (nearest first), as far as known."""
@@ -265,7 +273,7 @@ class Population:
         parent = self._lineage[policy_id].get("parent_id")
         while parent is not None and parent in self._lineage and parent not in seen:
             seen.add(parent)
-            chain.append(dict(self._lineage[parent]))
+            chain.append(copy.deepcopy(self._lineage[parent]))
             parent = self._lineage[parent].get("parent_id")
         return chain
 
@@ -302,7 +310,7 @@ class Population:
                 pid: {name: PriorityTracker.from_dict(state["trackers"][pid][name]) for name in self.tracker_names}
                 for pid in order
             }
-            self._lineage = {pid: dict(rec) for pid, rec in state["lineage"].items()}
+            self._lineage = {pid: copy.deepcopy(rec) for pid, rec in state["lineage"].items()}
             self._order = order
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"invalid population state: {type(exc).__name__}: {exc}") from exc

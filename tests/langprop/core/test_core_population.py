@@ -124,8 +124,12 @@ def test_lineage_and_ancestors_survive_eviction():
     population.rerank()
     grandchild = Policy(population.new_id(2), "x = 2", generation=2, parent_id=child.id)
     population.add(grandchild)
+    population.annotate(child.id, score=1.0, main_failure="none")
     chain = population.ancestors(grandchild.id)
     assert [rec["id"] for rec in chain] == [child.id, root]
+    assert chain[0]["notes"] == {"score": 1.0, "main_failure": "none"}
+    chain[0]["notes"]["score"] = 5.0  # a copy: the population is not changed through it
+    assert population.lineage[child.id]["notes"]["score"] == 1.0
     assert chain[0]["prompt_file"] == "p.txt" and chain[0]["model"] == "gpt"
     assert chain[1]["alive"] is False
 
