@@ -44,7 +44,7 @@ class SpeedController:
     kd: float = 0.0
     dt: float = 0.05
     max_throttle: float = 0.75
-    brake_gain: float = 0.35  # brake per m/s of negative command
+    brake_gain: float = 1.0  # brake per unit of negative PID output (m/s of overspeed x kp)
     hold_speed: float = 0.3  # below this with a zero target, hold the car with full brake
 
     def __post_init__(self) -> None:

@@ -1,0 +1,175 @@
+"""Behaviour of the embedded world: determinism, densities, scripted actors, robustness, one per process."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+
+from driving.types import VehicleControl
+from driving.worlds.embedded import EmbeddedWorld, EmbeddedWorldConfig, EmbeddedWorldError
+
+
+def controls(n: int) -> list[VehicleControl]:
+    """A fixed, varied control sequence."""
+    return [VehicleControl(throttle=0.6 if i % 40 < 30 else 0.0, brake=0.0 if i % 40 < 30 else 0.5,
+                           steer=0.05 * math.sin(i / 15.0)) for i in range(n)]
+
+
+def run(world: EmbeddedWorld, route, seed: int, n: int) -> list:
+    world.reset(route, seed=seed)
+    out = []
+    for control in controls(n):
+        scene = world.step(control)
+        out.append((dataclasses.asdict(world.tick()), scene.to_dict()))
+    return out
+
+
+def test_same_seed_and_controls_give_identical_ticks(make_world, grid_routes) -> None:
+    world = make_world(n_vehicles=40, n_pedestrians=20, jaywalkers=2)
+    first = run(world, grid_routes[2], seed=7, n=150)
+    second = run(world, grid_routes[2], seed=7, n=150)
+    assert first == second
+    other = run(world, grid_routes[2], seed=8, n=5)
+    assert [t["actors"] for t, _ in other] != [t["actors"] for t, _ in first[:5]]
+
+
+def test_densities_are_maintained_as_actors_leave(make_world, grid_routes) -> None:
+    world = make_world(n_vehicles=40, n_pedestrians=20)
+    world.reset(grid_routes[3], seed=3)
+    seen: set[int] = set()
+    counts = []
+    for i in range(1400):  # 70 s: vehicles cross this small town in well under a minute
+        world.step(VehicleControl(brake=1.0))
+        if i % 100 == 99:
+            tick = world.tick()
+            kinds = [a.kind for a in tick.actors]
+            counts.append((kinds.count("vehicle"), kinds.count("pedestrian")))
+            seen.update(a.id for a in tick.actors)
+    assert all(v >= 36 for v, _ in counts), counts  # a few may wait for free space to be inserted
+    assert all(p == 20 for _, p in counts), counts
+    assert len(seen) > 40 + 20 + 10  # actors left and were replaced by new ones
+
+
+def test_jaywalker_moves_and_is_reported(make_world, grid_routes) -> None:
+    world = make_world(n_vehicles=0, n_pedestrians=0)
+    route = grid_routes[0]
+    scene = world.reset(route, seed=0)
+    ego = scene.ego
+    yaw = math.radians(ego.yaw)
+    # 15 m ahead, 5 m to the right, walking leftwards across the road at 1.5 m/s after 0.5 s.
+    x = ego.x + 15 * math.cos(yaw) - 5 * math.sin(yaw)
+    y = ego.y + 15 * math.sin(yaw) + 5 * math.cos(yaw)
+    jid = world.spawn_jaywalker(x, y, ego.yaw - 90.0, 1.5, start_time=0.5, walk_distance=10.0)
+    static_id = world.spawn_static(ego.x + 40 * math.cos(yaw), ego.y + 40 * math.sin(yaw), ego.yaw, 1.0, 0.5)
+    for _ in range(40):  # 2 s: 1.5 s of walking
+        scene = world.step(VehicleControl(brake=1.0))
+    tick = world.tick()
+    walker = next(a for a in tick.actors if a.id == jid)
+    assert walker.kind == "pedestrian" and walker.speed == 1.5
+    assert math.hypot(walker.x - x, walker.y - y) == pytest.approx(1.5 * 1.5, abs=0.08)
+    seen = next(p for p in scene.pedestrians if p.id == jid)
+    assert seen.ego_x == pytest.approx(15.0, abs=0.2)
+    assert seen.ego_y == pytest.approx(5.0 - 2.25, abs=0.1)  # moved towards the ego's lane
+    static = next(a for a in tick.actors if a.id == static_id)
+    assert static.kind == "static" and (static.half_length, static.half_width) == (1.0, 0.5)
+    assert all(a.id != static_id for a in scene.vehicles + scene.pedestrians)
+    for _ in range(200):  # it stops after its walk distance
+        world.step(VehicleControl(brake=1.0))
+    walker = next(a for a in world.tick().actors if a.id == jid)
+    assert walker.speed == 0.0 and math.hypot(walker.x - x, walker.y - y) == pytest.approx(10.0)
+
+
+def test_route_jaywalkers_cross_when_the_ego_approaches(make_world, grid_routes) -> None:
+    world = make_world(n_vehicles=0, n_pedestrians=0, jaywalkers=3)
+    scene = world.reset(max(grid_routes, key=lambda r: r.length), seed=5)
+    assert len(world.scripted.jaywalkers) == 3
+    assert all(not w.walking and w.walked == 0.0 for w in world.scripted.jaywalkers)
+    from driving.drivers import RouteFollower
+
+    driver = RouteFollower()
+    for _ in range(600):
+        scene = world.step(driver.run_step(scene))
+    assert any(w.walked > 0.0 for w in world.scripted.jaywalkers)
+
+
+def test_placed_vehicle_is_in_sumo_and_reported(make_world, grid_routes) -> None:
+    import libsumo
+
+    world = make_world(n_vehicles=5, n_pedestrians=0)
+    scene = world.reset(grid_routes[0], seed=0)
+    ahead = scene.route[12]
+    vid = world.place_vehicle(ahead.x, ahead.y, scene.ego.yaw)
+    scene = world.step(VehicleControl())
+    assert any(a.id == vid and a.kind == "vehicle" for a in world.tick().actors)
+    other = next(a for a in scene.vehicles if a.id == vid)
+    assert other.ego_x == pytest.approx(ahead.ego_x, abs=0.1)
+    assert f"placed{vid}" in libsumo.vehicle.getIDList()
+
+
+def test_world_never_stalls(make_world, grid_routes) -> None:
+    """Nothing moves: still ticks. The ego driving far off its route: SUMO keeps up, no exception."""
+    world = make_world(n_vehicles=30, n_pedestrians=10)
+    world.reset(grid_routes[1], seed=4)
+    for _ in range(200):
+        world.step(VehicleControl(brake=1.0))
+    assert world.tick().time == pytest.approx(200 * 0.05)
+    for _ in range(400):  # circle off the road, then leave the town
+        scene = world.step(VehicleControl(throttle=0.6, steer=0.4))
+    for _ in range(600):
+        scene = world.step(VehicleControl(throttle=1.0))
+    assert scene.frame == 1200 and scene.route  # a Scene keeps coming, route projected as before
+    assert world.tick().frame == 1200
+
+
+def test_a_second_world_closes_the_first(grid_routes) -> None:
+    first = EmbeddedWorld(EmbeddedWorldConfig(town="grid_tls", n_vehicles=2, n_pedestrians=0))
+    first.reset(grid_routes[0], seed=0)
+    second = EmbeddedWorld(EmbeddedWorldConfig(town="grid_tls", n_vehicles=2, n_pedestrians=0))
+    try:
+        with pytest.raises(EmbeddedWorldError, match="closed"):
+            first.step(VehicleControl())
+        second.reset(grid_routes[0], seed=0)
+        second.step(VehicleControl())
+    finally:
+        second.close()
+        first.close()
+
+
+def test_bad_config_and_unplanned_route_raise_clear_errors(make_world, grid_routes) -> None:
+    with pytest.raises(EmbeddedWorldError, match="n_vehicles"):
+        EmbeddedWorldConfig(n_vehicles=-1).validate()
+    world = make_world()
+    with pytest.raises(EmbeddedWorldError, match="reset"):
+        world.step(VehicleControl())
+    unplanned = dataclasses.replace(grid_routes[0], dense=[])
+    with pytest.raises(EmbeddedWorldError, match="plan it first"):
+        world.reset(unplanned, seed=0)
+
+
+def test_stop_sign_is_reported_and_cleared_after_stopping(make_world, stop_routes) -> None:
+    world = make_world(town="grid_stop", n_vehicles=0, n_pedestrians=0)
+    for route in stop_routes:  # the first route that passes a stop-controlled approach
+        scene = world.reset(route, seed=0)
+        if world.track.stops and world.track.stops[0].s > 20.0:
+            break
+    else:
+        pytest.fail("no grid_stop route passes a stop sign")
+    approaches = {a.id for a in world.town.stop_approaches}
+    from driving.drivers import RouteFollower
+
+    driver = RouteFollower()
+    first = world.track.stops[0].landmark_id
+    reported, cleared = [], False
+    for _ in range(1500):
+        signs = {s.id: s for s in scene.stop_signs}
+        if first in signs:
+            reported.append(signs[first].distance_to_stop_line)
+            cleared = cleared or signs[first].cleared
+        if cleared:
+            break
+        scene = world.step(driver.run_step(scene))
+    assert first in approaches
+    assert reported and max(reported) > 10.0
+    assert cleared and 0.0 <= reported[-1] <= 5.0 and abs(scene.ego.speed) < 0.1
