@@ -19,11 +19,16 @@ import pytest
 from langprop.llm.fake_server import FakeOpenAIServer
 from langprop.llm.local_server import INSTALL_HINT, LocalOpenAIServer, gemma_gguf_path
 
-__all__ = ["fake_openai", "local_llm"]
+__all__ = ["fake_openai", "local_llm", "chat"]
 
 _shared_lock = threading.Lock()
 _shared: LocalOpenAIServer | None = None
 _users = 0
+
+
+def chat(text: str, system: str | None = None) -> list[dict[str, str]]:
+    """A one-turn prompt (optionally with a system message)."""
+    return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]
 
 
 @pytest.fixture

@@ -30,6 +30,3 @@ def make_config(fake_openai) -> Callable[..., LLMConfig]:  # noqa: F811
 
     return make
 
-
-def user(text: str, system: str | None = None) -> list[dict[str, str]]:
-    return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]

@@ -5,16 +5,16 @@ from __future__ import annotations
 import multiprocessing
 
 import pytest
-from conftest import user
 
 from langprop.llm import BudgetExceeded, LLMClient
 from langprop.llm.base import Completion
 from langprop.llm.cache import AnswerCache, cache_key
+from langprop.llm.testing import chat
 
 
 def test_warm_cache_makes_zero_requests_and_same_answers(fake_openai, make_config, tmp_path):
     cfg = make_config(cache_path=str(tmp_path / "llm.sqlite"), temperature=0.7)
-    prompts = [user("alpha"), user("beta")]
+    prompts = [chat("alpha"), chat("beta")]
     with LLMClient(cfg) as client:
         cold = client.complete(prompts, n=2)
     sent = fake_openai.request_count
@@ -31,25 +31,25 @@ def test_warm_cache_makes_zero_requests_and_same_answers(fake_openai, make_confi
 def test_cache_key_covers_model_parameters_and_index(fake_openai, make_config, tmp_path):
     cache = str(tmp_path / "llm.sqlite")
     with LLMClient(make_config(cache_path=cache)) as client:
-        two = client.complete([user("q")], n=2)[0]
+        two = client.complete([chat("q")], n=2)[0]
     with LLMClient(make_config(cache_path=cache)) as client:  # more answers: only the missing one is asked
-        three = client.complete([user("q")], n=3)[0]
+        three = client.complete([chat("q")], n=3)[0]
     assert [a.text for a in three[:2]] == [a.text for a in two] and three[2].text not in {a.text for a in two}
     assert fake_openai.requests[-1].get("n") in (None, 1)
     before = fake_openai.request_count
     for changed in (make_config(cache_path=cache, temperature=0.9), make_config(cache_path=cache, model="other")):
         with LLMClient(changed) as client:
-            assert not client.complete([user("q")], n=1)[0][0].cached
+            assert not client.complete([chat("q")], n=1)[0][0].cached
     assert fake_openai.request_count == before + 2
-    assert cache_key("m", user("q"), {}, 0) != cache_key("m", user("q"), {}, 1)
+    assert cache_key("m", chat("q"), {}, 0) != cache_key("m", chat("q"), {}, 1)
 
 
 def _hammer(path: str, worker: int) -> None:
     cache = AnswerCache(path)
     for i in range(40):
-        key = cache_key("m", user(f"shared {i}"), {}, 0)
+        key = cache_key("m", chat(f"shared {i}"), {}, 0)
         cache.put(key, 0, Completion(text=f"w{worker}", completion_tokens=1), "m")
-        cache.put(cache_key("m", user(f"own {worker} {i}"), {}, 0), 0, Completion(text="x"), "m")
+        cache.put(cache_key("m", chat(f"own {worker} {i}"), {}, 0), 0, Completion(text="x"), "m")
     cache.close()
 
 
@@ -64,7 +64,7 @@ def test_cache_is_safe_across_processes(tmp_path):
         assert p.exitcode == 0
     cache = AnswerCache(path)
     assert len(cache) == 40 + 3 * 40
-    winners = {cache.get(cache_key("m", user(f"shared {i}"), {}, 0)).text for i in range(40)}
+    winners = {cache.get(cache_key("m", chat(f"shared {i}"), {}, 0)).text for i in range(40)}
     assert winners <= {"w0", "w1", "w2"}  # one consistent answer per key, first writer wins
 
 
@@ -73,11 +73,11 @@ def test_budget_refuses_a_request_that_could_overspend(fake_openai, make_config)
     # Worst case of one prompt: ~6 estimated prompt tokens + 10 max_tokens; the budget fits one, not two.
     cfg = make_config(budget_tokens=30, max_tokens=10, concurrency=1)
     with LLMClient(cfg) as client:
-        client.complete([user("first prompt")], n=1)
+        client.complete([chat("first prompt")], n=1)
         spent = client.usage["total_tokens"]
         assert spent == 2 + 5
         with pytest.raises(BudgetExceeded, match="token budget"):
-            client.complete([user("second prompt " * 5)], n=1)
+            client.complete([chat("second prompt " * 5)], n=1)
     assert fake_openai.request_count == 1  # the risky request was never sent
 
 
@@ -85,12 +85,12 @@ def test_budget_once_spent_stops_everything_but_cached_answers(fake_openai, make
     fake_openai.answer = lambda messages, i, serial: "word " * 30
     cfg = make_config(budget_tokens=20, cache_path=str(tmp_path / "c.sqlite"))
     with LLMClient(cfg) as client:
-        client.complete([user("a long prompt with many words in it")], n=1)  # no max_tokens: fits the estimate
+        client.complete([chat("a long prompt with many words in it")], n=1)  # no max_tokens: fits the estimate
         assert client.usage["total_tokens"] > 20
         with pytest.raises(BudgetExceeded, match="spent"):
-            client.complete([user("next")], n=1)
+            client.complete([chat("next")], n=1)
         # a cached answer costs nothing, so it is still served
-        [[again]] = client.complete([user("a long prompt with many words in it")], n=1)
+        [[again]] = client.complete([chat("a long prompt with many words in it")], n=1)
         assert again.cached
     assert fake_openai.request_count == 1
 
@@ -99,17 +99,17 @@ def test_cost_accounting_and_cost_budget(fake_openai, make_config):
     fake_openai.answer = lambda messages, i, serial: "a b c d"  # 4 completion tokens
     prices = {"fake-model": {"input_per_1m": 2_000_000.0, "output_per_1m": 10_000_000.0}}  # $2 / $10 per token
     with LLMClient(make_config(prices=prices, budget_cost=150.0, max_tokens=4, concurrency=1)) as client:
-        client.complete([user("x y z")], n=2)
+        client.complete([chat("x y z")], n=2)
         assert client.usage["cost"] == pytest.approx(3 * 2 + 8 * 10)
         with pytest.raises(BudgetExceeded, match="cost budget"):
-            client.complete([user("more")], n=2)
+            client.complete([chat("more")], n=2)
 
 
 def test_budget_holds_under_concurrency(fake_openai, make_config):
     fake_openai.delay_s = 0.2
     cfg = make_config(budget_tokens=60, max_tokens=20, concurrency=4)
     with LLMClient(cfg) as client, pytest.raises(BudgetExceeded):
-        client.complete([user(f"prompt {i}") for i in range(6)], n=1)
+        client.complete([chat(f"prompt {i}") for i in range(6)], n=1)
     # each reservation is ~28 tokens: at most two could be in flight together within 60
     assert fake_openai.request_count <= 2
 
@@ -117,14 +117,14 @@ def test_budget_holds_under_concurrency(fake_openai, make_config):
 def test_state_dict_resumes_usage_and_budget(fake_openai, make_config, tmp_path):
     cfg = make_config(budget_tokens=25, concurrency=1)
     with LLMClient(cfg, log_dir=tmp_path) as client:
-        client.complete([user("one two three")], n=2)
+        client.complete([chat("one two three")], n=2)
         state = client.state_dict()
     assert state["usage"]["counts"]["calls"] == 1 and state["next_seq"] == 1
     with LLMClient(cfg, log_dir=tmp_path) as resumed:
         resumed.load_state_dict(state)
         assert resumed.usage == client.usage
         with pytest.raises(BudgetExceeded):
-            resumed.complete([user("four")], n=1)
+            resumed.complete([chat("four")], n=1)
 
 
 def test_missing_price_with_cost_budget_is_a_config_error(fake_openai, make_config):

@@ -8,11 +8,11 @@ import sys
 import time
 
 import pytest
-from conftest import user
 
 from langprop.llm import LLMClient, LLMConfig, LLMConfigError, LLMUnavailable
 from langprop.llm.fake_server import FakeOpenAIServer
 from langprop.llm.local_server import free_port
+from langprop.llm.testing import chat
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
@@ -20,7 +20,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.a
 def test_answers_arrive_in_prompt_order_with_usage(fake_openai, make_config):
     fake_openai.answer = lambda messages, i, serial: f"{messages[-1]['content']}#{i}"
     with LLMClient(make_config()) as client:
-        out = client.complete([user("alpha"), user("beta"), user("gamma")], n=2)
+        out = client.complete([chat("alpha"), chat("beta"), chat("gamma")], n=2)
     assert [[a.text for a in answers] for answers in out] == [
         ["alpha#0", "alpha#1"], ["beta#0", "beta#1"], ["gamma#0", "gamma#1"]
     ]
@@ -39,7 +39,7 @@ def test_transient_failures_are_retried_and_counted(fake_openai, make_config):
     fake_openai.hang_s = 3.0
     fake_openai.fail_next(429, 500, 503, "drop", "timeout", "garbage", "empty")
     with LLMClient(make_config(max_retries=7, timeout_s=0.5)) as client:
-        [[answer]] = client.complete([user("hello")], n=1)
+        [[answer]] = client.complete([chat("hello")], n=1)
     assert answer.text.startswith("```python")
     assert fake_openai.request_count == 8  # 7 failures + 1 success: the SDK made no hidden retries
     assert client.usage["retries"] == 7 and client.usage["requests"] == 8 and client.usage["calls"] == 1
@@ -54,7 +54,7 @@ def test_backoff_is_exponential_capped_and_seeded(fake_openai, make_config, monk
         delays.clear()
         cfg = make_config(max_retries=5, backoff_initial_s=1.0, backoff_max_s=6.0, seed=7)
         with LLMClient(cfg) as client:
-            client.complete([user("x")], n=1)
+            client.complete([chat("x")], n=1)
         return list(delays)
 
     first = run()
@@ -69,7 +69,7 @@ def test_backoff_is_exponential_capped_and_seeded(fake_openai, make_config, monk
 def test_retries_exhausted_raise_llm_unavailable_naming_endpoint(fake_openai, make_config):
     fake_openai.fail_next(500, 500, 500, 500)
     with LLMClient(make_config(max_retries=2)) as client, pytest.raises(LLMUnavailable) as info:
-        client.complete([user("hello")], n=1)
+        client.complete([chat("hello")], n=1)
     message = str(info.value)
     assert fake_openai.base_url in message and "fake-model" in message
     assert "after 3 attempt(s)" in message and "HTTP 500" in message
@@ -80,7 +80,7 @@ def test_client_errors_are_not_retried(fake_openai, make_config):
     fake_openai.fail_next(401)
     cfg = make_config(api_key_env="LANGPROP_TEST_NO_SUCH_KEY")
     with LLMClient(cfg) as client, pytest.raises(LLMUnavailable) as info:
-        client.complete([user("hello")], n=1)
+        client.complete([chat("hello")], n=1)
     assert fake_openai.request_count == 1
     assert "HTTP 401" in str(info.value) and "LANGPROP_TEST_NO_SUCH_KEY is not set" in str(info.value)
 
@@ -89,10 +89,10 @@ def test_client_errors_are_not_retried(fake_openai, make_config):
 def test_n_fallback_to_separate_requests(make_config, n_mode):
     with FakeOpenAIServer(n_mode=n_mode) as server:
         with LLMClient(make_config(base_url=server.base_url, concurrency=1)) as client:
-            first = client.complete([user("one")], n=3)[0]
+            first = client.complete([chat("one")], n=3)[0]
             assert client.backend.n_supported is False
             count_after_first = server.request_count
-            second = client.complete([user("two")], n=3)[0]
+            second = client.complete([chat("two")], n=3)[0]
         assert len(first) == 3 and len(second) == 3
         assert len({a.text for a in first + second}) == 6  # each answer from its own request
         # ignore: 1 (n=3 → 1 choice) + 2 singles; reject: 1 refused + 3 singles. Then only singles.
@@ -105,18 +105,18 @@ def test_n_fallback_to_separate_requests(make_config, n_mode):
 def test_seeded_separate_requests_get_distinct_seeds(make_config):
     with FakeOpenAIServer(n_mode="ignore") as server:
         with LLMClient(make_config(base_url=server.base_url, seed=11)) as client:
-            client.complete([user("x")], n=3)
+            client.complete([chat("x")], n=3)
         assert [r.get("seed") for r in server.requests] == [11, 12, 13]
 
 
 def test_requests_for_different_prompts_overlap(make_config):
     with FakeOpenAIServer(delay_s=0.4) as server:
         with LLMClient(make_config(base_url=server.base_url, concurrency=4)) as client:
-            client.complete([user(f"p{i}") for i in range(4)], n=1)
+            client.complete([chat(f"p{i}") for i in range(4)], n=1)
         assert server.max_active >= 2
     with FakeOpenAIServer(delay_s=0.05) as server:
         with LLMClient(make_config(base_url=server.base_url, concurrency=1)) as client:
-            client.complete([user(f"p{i}") for i in range(3)], n=1)
+            client.complete([chat(f"p{i}") for i in range(3)], n=1)
         assert server.max_active == 1
 
 
@@ -125,9 +125,9 @@ def test_failure_of_one_prompt_raises_after_others_land(fake_openai, make_config
     cfg = make_config(max_retries=0, concurrency=1, cache_path=str(tmp_path / "c.sqlite"))
     fake_openai.fail_next(None, 500)  # first prompt fine, second fails
     with LLMClient(cfg) as client, pytest.raises(LLMUnavailable):
-        client.complete([user("a"), user("b")], n=1)
+        client.complete([chat("a"), chat("b")], n=1)
     with LLMClient(cfg) as client:  # the answer that did arrive was cached
-        out = client.complete([user("a"), user("b")], n=1)
+        out = client.complete([chat("a"), chat("b")], n=1)
     assert [r[0].cached for r in out] == [True, False]
 
 
@@ -136,7 +136,7 @@ def test_unreachable_base_url_fails_fast_with_clear_message():
     cfg = LLMConfig(base_url=url, model="m", timeout_s=1.0, max_retries=2, backoff_initial_s=0.01)
     started = time.monotonic()
     with LLMClient(cfg) as client, pytest.raises(LLMUnavailable) as info:
-        client.complete([user("hello")], n=2)
+        client.complete([chat("hello")], n=2)
     assert time.monotonic() - started < 30  # generous: a hang would hit pytest's timeout instead
     message = str(info.value)
     assert url in message and "model=m" in message and "connection error" in message
@@ -146,7 +146,7 @@ def test_base_url_and_model_come_from_environment(fake_openai, monkeypatch):
     monkeypatch.setenv("LANGPROP_LLM_BASE_URL", fake_openai.base_url)
     monkeypatch.setenv("LANGPROP_LLM_MODEL", "env-model")
     with LLMClient(LLMConfig(backoff_initial_s=0.01)) as client:
-        [[answer]] = client.complete([user("hi")], n=1)
+        [[answer]] = client.complete([chat("hi")], n=1)
     assert client.base_url == fake_openai.base_url
     assert fake_openai.requests[0]["model"] == "env-model" and answer.model == "env-model"
 
@@ -155,7 +155,7 @@ def test_sampling_parameters_and_prefix_messages_are_sent(fake_openai, make_conf
     shot = [{"role": "user", "content": "example"}, {"role": "assistant", "content": "```python\npass\n```"}]
     cfg = make_config(temperature=0.3, max_tokens=50, stop=["\n```"], seed=3, prefix_messages=shot)
     with LLMClient(cfg) as client:
-        client.complete([user("task", system="be brief")], n=1)
+        client.complete([chat("task", system="be brief")], n=1)
     body = fake_openai.requests[0]
     assert (body["temperature"], body["max_tokens"], body["stop"], body["seed"]) == (0.3, 50, ["\n```"], 3)
     assert [m["role"] for m in body["messages"]] == ["system", "user", "assistant", "user"]
@@ -165,7 +165,7 @@ def test_sampling_parameters_and_prefix_messages_are_sent(fake_openai, make_conf
 def test_merge_system_folds_system_text_into_the_first_user_message(fake_openai, make_config):
     shot = [{"role": "user", "content": "example"}, {"role": "assistant", "content": "done"}]
     with LLMClient(make_config(merge_system=True, prefix_messages=shot)) as client:
-        client.complete([user("task", system="rules")], n=1)
+        client.complete([chat("task", system="rules")], n=1)
     sent = fake_openai.requests[0]["messages"]
     assert [m["role"] for m in sent] == ["user", "assistant", "user"]
     assert sent[0]["content"] == "example" and sent[-1]["content"] == "rules\n\ntask"

@@ -6,11 +6,10 @@ import os
 import urllib.request
 
 import pytest
-from conftest import user
 
 from langprop.llm import LLMClient
 from langprop.llm.local_server import LocalOpenAIServer, LocalServerError
-from langprop.llm.testing import local_llm  # noqa: F401  (fixture)
+from langprop.llm.testing import chat, local_llm  # noqa: F401  (local_llm: fixture)
 
 
 def test_server_that_cannot_start_reports_its_log_and_is_gone(tmp_path):
@@ -27,7 +26,7 @@ def test_server_that_cannot_start_reports_its_log_and_is_gone(tmp_path):
 @pytest.mark.slow
 def test_real_gemma_gives_two_fenced_answers(local_llm, tmp_path):  # noqa: F811
     cfg = local_llm.llm_config(max_tokens=96, temperature=0.8, seed=1, cache_path=str(tmp_path / "c.sqlite"))
-    prompt = user("Write a Python function `mul(a, b)` that returns the product of a and b.",
+    prompt = chat("Write a Python function `mul(a, b)` that returns the product of a and b.",
                   system="You write short, correct Python code.")  # folded into the user turn for Gemma
     with LLMClient(cfg, log_dir=tmp_path / "run") as client:
         [answers] = client.complete([prompt], n=2, tags=["setup_0"])
