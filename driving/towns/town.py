@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -48,6 +49,10 @@ class Town:
     def from_directory(cls, spec: TownSpec, directory: Path, built: bool = False) -> Town:
         meta = json.loads((directory / META_FILE).read_text())
         return cls(spec.name, spec, directory / NET_FILE, directory / XODR_FILE, directory, built, meta)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # picklable for process pools: drop the lazily loaded sumolib net and derived indexes
+        return {k: v for k, v in self.__dict__.items() if k not in ("sumo_net", "_road_to_edge")}
 
     # --------------------------------------------------------------- map
     def load_map(self) -> Any:
@@ -115,9 +120,12 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "langprop-drive")
 
 
-def resolve_spec(name_or_spec: str | TownSpec) -> TownSpec:
+def resolve_spec(name_or_spec: str | TownSpec | Mapping[str, Any]) -> TownSpec:
+    """A spec from a built-in name, a ``TownSpec``, or a config mapping ``{name, generator, params}``."""
     if isinstance(name_or_spec, TownSpec):
         return name_or_spec
+    if isinstance(name_or_spec, Mapping) or hasattr(name_or_spec, "keys"):
+        return TownSpec.from_config(name_or_spec)
     spec = BUILTIN_TOWNS.get(str(name_or_spec))
     if spec is None:
         raise UnknownTownError(
@@ -129,8 +137,8 @@ def resolve_spec(name_or_spec: str | TownSpec) -> TownSpec:
 _TOWNS: dict[tuple[str, str], Town] = {}
 
 
-def get_town(name_or_spec: str | TownSpec, cache_dir: str | Path | None = None) -> Town:
-    """The town named (built in) or specified, built on first use and cached on disk.
+def get_town(name_or_spec: str | TownSpec | Mapping[str, Any], cache_dir: str | Path | None = None) -> Town:
+    """The town named (built in) or specified (``TownSpec`` or config mapping), built once, cached on disk.
 
     Raises ``UnknownTownError`` for an unknown name and ``TownBuildError`` when SUMO fails.
     """

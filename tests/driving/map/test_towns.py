@@ -74,6 +74,22 @@ def test_lanes_match_sumo_shapes_and_lane_ids(town_fixture, request) -> None:
     assert max(errors) < 0.05, f"{grid_town.name}: max transform error {max(errors):.3f} m"
 
 
+def test_town_from_config_mapping_and_pickling(tmp_path: Path) -> None:
+    import pickle
+
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.create({"name": "cfg_town", "generator": "grid", "params": {"number": 2, "length": 60.0}})
+    town = get_town(cfg, tmp_path)
+    assert town.spec == TownSpec("cfg_town", "grid", {"number": 2, "length": 60.0})
+    assert town.sumo_net.getEdges()  # loads the lazily cached sumolib net
+    clone = pickle.loads(pickle.dumps(town))
+    assert clone.edge_of_road(town.road_of_edge("A0A1")) == "A0A1"
+    assert len(clone.sumo_net.getEdges()) == len(town.sumo_net.getEdges())
+    with pytest.raises(TownSpecError, match="generator"):
+        get_town({"name": "x"}, tmp_path)
+
+
 def test_failed_build_names_the_town_and_step(tmp_path: Path) -> None:
     from driving.towns import TownBuildError
 
