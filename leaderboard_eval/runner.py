@@ -97,16 +97,29 @@ def parse_subset(spec: str) -> list[str]:
 
 
 def select_routes(routes: Sequence[Route], subset: str | None) -> list[Route]:
-    """Routes whose id is in ``subset`` (file order kept); every id asked for must exist."""
+    """Routes named by ``subset`` (file order kept); every one asked for must exist.
+
+    Items are route ids, as in the leaderboard. In a file where no id is a number (generated sets
+    use ids like ``grid_tls_0_3``), a number is the route's 0-based position in the file instead.
+    """
     if not subset:
         return list(routes)
     wanted = parse_subset(subset)
-    known = {r.id for r in routes}
-    missing = [i for i in wanted if i not in known]
+    by_id = {r.id: r for r in routes}
+    positional = not any(r.id.isdigit() for r in routes)
+    chosen: set[int] = set()
+    missing = []
+    for item in wanted:
+        if item in by_id:
+            chosen.add(next(i for i, r in enumerate(routes) if r.id == item))
+        elif positional and item.isdigit() and int(item) < len(routes):
+            chosen.add(int(item))
+        else:
+            missing.append(item)
     if missing:
-        raise RunnerError(f"--routes-subset: no route with id {', '.join(missing)} (ids: {', '.join(sorted(known)) or 'none'})")
-    keep = set(wanted)
-    return [r for r in routes if r.id in keep]
+        raise RunnerError(f"--routes-subset: no route with id {', '.join(missing)} "
+                          f"(ids: {', '.join(by_id) or 'none'})")
+    return [r for i, r in enumerate(routes) if i in chosen]
 
 
 def make_jobs(routes: Sequence[Route], repetitions: int) -> list[RouteJob]:

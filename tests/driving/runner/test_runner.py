@@ -7,6 +7,7 @@ import json
 import pytest
 
 from driving.criteria import PARAMS
+from driving.types import Route
 from leaderboard_eval.runner import RunnerError, parse_subset, run_routes, select_routes
 from tests.driving.runner.conftest import CrashOn, HangOn, Parked, Pursuit
 
@@ -102,6 +103,11 @@ def test_repetitions_and_subsets(short_routes, tmp_path):
     assert [r.id for r in select_routes(short_routes, "2,0")] == ["0", "2"]
     with pytest.raises(RunnerError, match="no route with id 9"):
         select_routes(short_routes, "0-1,9")
+    named = [Route(f"grid_tls_0_{i}", r.town, r.keypoints, r.dense) for i, r in enumerate(short_routes)]
+    assert [r.id for r in select_routes(named, "grid_tls_0_1")] == ["grid_tls_0_1"]
+    assert [r.id for r in select_routes(named, "0,2")] == ["grid_tls_0_0", "grid_tls_0_2"]  # positions
+    with pytest.raises(RunnerError, match="no route with id 3"):
+        select_routes(named, "3")
 
 
 def test_a_world_failure_is_a_simulation_crash_and_the_world_is_rebuilt(short_routes, world_config, tmp_path):
