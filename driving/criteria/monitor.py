@@ -34,6 +34,9 @@ from driving.types import Route, WorldTick
 log = logging.getLogger(__name__)
 
 DEFAULT_SPEED_LIMIT = 50 / 3.6  # m/s, for roads whose OpenDRIVE has no <speed>
+# SUMO answers -2^30 for the state of a vehicle that is not (or no longer) on the network; such an
+# actor in the ground truth would poison the minimum-speed average and collisions.
+MAX_SANE_SPEED = 1000.0
 
 
 def road_speed_limits(carla_map: Any, town: Any = None) -> dict[int, float]:
@@ -118,6 +121,7 @@ class RouteMonitor:
         self._success_seen = False
         self._last_tick: WorldTick | None = None
         self._finished = False
+        self._warned_invalid = False
 
     def _make_speed_limit(self, limits: dict[int, float]) -> Callable[[float, float], float]:
         # Like a CARLA vehicle's speed limit, the last known value holds on roads without one
@@ -151,6 +155,9 @@ class RouteMonitor:
         near = []
         speed_sum, vehicles = 0.0, 0
         for a in tick.actors:
+            if not -MAX_SANE_SPEED < a.speed < MAX_SANE_SPEED:
+                self._warn_invalid(a)
+                continue
             if a.kind == "vehicle":
                 speed_sum += abs(a.speed)
                 vehicles += 1
@@ -174,6 +181,12 @@ class RouteMonitor:
         if success_before or self._in_route.failed or self._blocked.failed or self._timeout.timed_out:
             self.done = True
         return new
+
+    def _warn_invalid(self, actor: Any) -> None:
+        if not self._warned_invalid:
+            log.warning("ignoring actor %s with invalid ground truth (speed %s, at %s, %s); the world "
+                        "reported a SUMO invalid value", actor.id, actor.speed, actor.x, actor.y)
+            self._warned_invalid = True
 
     # ------------------------------------------------------------------ state
     @property
