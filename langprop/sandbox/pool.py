@@ -130,8 +130,8 @@ class SandboxPool:
                     self.stats["sessions"] += 1
             if not queue and all(w.session is None for w in self.workers):
                 break
-            ok = drive(self.workers, until=lambda: any(w.completed or w.unfinished or (w.idle and queue)
-                                                       for w in self.workers), deadline=deadline)
+            ok = drive(self.workers, deadline=deadline, until=lambda: all(w.session is None for w in self.workers)
+                       or any(w.completed or w.unfinished or (w.idle and queue) for w in self.workers))
             if not ok:
                 self._expire(deadline)
                 collect()

@@ -36,7 +36,8 @@ DEFAULT_PRELOAD = (
 _ENV_KEEP = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "SYSTEMROOT")
 _SECRET = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH)|^(OPENAI|ANTHROPIC|AWS|AZURE|HF)_", re.I)
 _START_TIMEOUT_S = 120.0
-_SESSION_SLACK_S = 2.0  # compile + module-level code, on top of n_calls * call_timeout
+_SESSION_SLACK_S = 2.0
+_POLL_S = 0.02  # compile + module-level code, on top of n_calls * call_timeout
 
 
 def worker_env() -> dict[str, str]:
@@ -296,7 +297,8 @@ class Worker:
         index, start = PROGRESS.unpack_from(self.progress, 0)
         if index in s.pending:
             return min(s.deadline, start + self.limits.call_timeout_s)
-        return s.deadline
+        # No call has started yet (or the page is stale): look again soon, a call may start any moment.
+        return min(s.deadline, time.monotonic() + min(_POLL_S, self.limits.call_timeout_s / 4))
 
     def check(self, now: float) -> None:
         """Kill the session if its running call (or the session's hard bound) is overdue."""

@@ -6,8 +6,8 @@ timeout the parent SIGKILLs the session's process group and the next session is 
 ms) instead of a fresh interpreter (~0.3 s). Nothing one policy does (monkeypatching, global state,
 leaked memory) survives into the next session.
 
-Channels: fd 0 carries trusted commands from the parent (the zygote reads one ``session`` frame, the
-session process reads its ``calls``/``end`` frames); ``CTL_FD`` carries the zygote's own reports
+Channels: fd 0 carries trusted commands from the parent; the zygote reads them as whole frames and
+relays a session's ``calls``/``end`` frames to it over a pipe of its own; ``CTL_FD`` carries the zygote's own reports
 (closed in the session, so a policy cannot forge them); ``RES_FD`` carries the session's per-call
 results, flushed in batches; ``SHM_FD`` is a shared page where the session writes which call is
 running since when, so the parent can enforce per-call timeouts without a message per call.
@@ -35,7 +35,8 @@ from langprop.sandbox.wire import HEADER, dumps, frame, to_plain
 
 PROGRESS = struct.Struct("<qd")  # (index of the running call or -1, time.monotonic() when it started)
 IDLE = -1
-_FLUSH_EVERY_S = 0.05
+# Results go back in batches; a batch is flushed once it holds this much work, so a kill loses little.
+_FLUSH_WORK_S = 0.005
 _FLUSH_EVERY_N = 256
 _TRACEBACK_CHARS = 3000
 _POLICY_FILE = "<policy>"
@@ -90,7 +91,7 @@ class Session:
         self.max_output = int(config["max_output_bytes"])
         self._compiled: dict[str, tuple[Callable[..., Any] | None, tuple[Any, ...] | None]] = {}
         self.buffer: list[tuple[Any, ...]] = []
-        self.last_flush = time.monotonic()
+        self.buffered_work = 0.0
 
     def function(self) -> tuple[Callable[..., Any] | None, tuple[Any, ...] | None]:
         """Compile and exec the source once per session (cached by source hash); errors are cached too."""
@@ -118,7 +119,8 @@ class Session:
             else:
                 result = self._call(index, fn, blob, t0)
             self.buffer.append(result)
-            if len(self.buffer) >= _FLUSH_EVERY_N or time.monotonic() - self.last_flush > _FLUSH_EVERY_S:
+            self.buffered_work += result[-1]
+            if len(self.buffer) >= _FLUSH_EVERY_N or self.buffered_work > _FLUSH_WORK_S:
                 self.flush()
         PROGRESS.pack_into(self.progress, 0, IDLE, time.monotonic())
         self.flush()
@@ -143,7 +145,7 @@ class Session:
             payload = dumps(("results", [self._shrink(r) for r in self.buffer]))
         write_all(self.res_fd, frame(payload))
         self.buffer = []
-        self.last_flush = time.monotonic()
+        self.buffered_work = 0.0
 
     def _shrink(self, result: tuple[Any, ...]) -> tuple[Any, ...]:
         if len(dumps(result)) * 2 <= self.max_output:
@@ -199,23 +201,33 @@ def _run_session(msg: tuple[Any, ...], harness: Callable[..., Any] | None, confi
     os._exit(code)
 
 
-def _wait_session(pid: int, parent: int) -> tuple[int | None, int | None]:
-    """Wait for the session to end; kill it (and exit) if our own parent died meanwhile."""
-    pidfd = os.pidfd_open(pid) if hasattr(os, "pidfd_open") else None
-    while True:
-        if pidfd is not None:
-            if select.select([pidfd], [], [], 1.0)[0]:
+def read_raw_frame(fd: int) -> bytes | None:
+    head = read_exact(fd, HEADER.size)
+    body = None if head is None else read_exact(fd, HEADER.unpack(head)[0])
+    return None if body is None else head + body  # type: ignore[operator]
+
+
+def _serve_session(pid: int, cmd_w: int, parent: int) -> tuple[int | None, int | None]:
+    """Relay the parent's frames to the session until it exits (whole frames only, so a policy reading
+    its own stdin cannot desynchronise our stream); kill it and exit if our parent goes away."""
+    pidfd = os.pidfd_open(pid)
+    try:
+        while True:
+            ready = select.select([0, pidfd], [], [], 1.0)[0]
+            if pidfd in ready:
                 status = os.waitpid(pid, 0)[1]
                 break
-        else:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                break
-            time.sleep(0.002)
-        if os.getppid() != parent:
-            _killpg(pid)
-            os._exit(0)
-    if pidfd is not None:
+            if 0 in ready:
+                raw = read_raw_frame(0)
+                if raw is None:  # the trainer is gone
+                    _killpg(pid)
+                    os._exit(0)
+                with contextlib.suppress(BrokenPipeError):
+                    write_all(cmd_w, raw)
+            elif os.getppid() != parent:
+                _killpg(pid)
+                os._exit(0)
+    finally:
         os.close(pidfd)
     _killpg(pid)  # anything the session left behind in its group
     if os.WIFSIGNALED(status):
@@ -249,13 +261,21 @@ def main(argv: list[str]) -> None:
         msg = read_frame(0)
         if msg is None or msg[0] == "quit":
             return
+        if msg[0] != "session":
+            continue  # the tail of a session that was killed before reading it
+        cmd_r, cmd_w = os.pipe()
         pid = os.fork()
         if pid == 0:
+            os.dup2(cmd_r, 0)  # the session only ever sees its own command pipe
+            os.close(cmd_r)
+            os.close(cmd_w)
             _run_session(msg, harness, config | msg[3], ctl_fd, res_fd, progress)
+        os.close(cmd_r)
         with contextlib.suppress(OSError):
             os.setpgid(pid, pid)  # also done in the child: whichever runs first, the group exists
         write_all(ctl_fd, frame(dumps(("started", pid))))
-        code, sig = _wait_session(pid, parent)
+        code, sig = _serve_session(pid, cmd_w, parent)
+        os.close(cmd_w)
         write_all(ctl_fd, frame(dumps(("exited", pid, code, sig))))
 
 

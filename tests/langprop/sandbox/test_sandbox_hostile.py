@@ -1,0 +1,238 @@
+"""Hostile policies are contained: each ends as a scored failure with its reason, and the pool goes on
+serving the next job (every test runs a well-behaved job after the hostile one, in the same batch)."""
+
+from __future__ import annotations
+
+import math
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from langprop.sandbox import CallResult, SandboxedFunction, SandboxLimits, SandboxPool
+
+GOOD = "def f(x):\n    return x * 2\n"
+
+
+def run_hostile(pool: SandboxPool, body: str, inputs: list[dict] | None = None) -> list[CallResult]:
+    """Run ``body`` (the source of ``f``) on ``inputs`` and a good job after it; check the good job."""
+    source = textwrap.dedent(body)
+    inputs = inputs if inputs is not None else [{"x": 1}]
+    hostile, good = pool.run([(source, "f", inputs), (GOOD, "f", [{"x": 3}, {"x": 4}])])
+    assert [r.status for r in good] == ["ok", "ok"], good
+    assert [r.output for r in good] == [6, 8]
+    return hostile
+
+
+def test_infinite_loop_times_out(pool: SandboxPool) -> None:
+    (r,) = run_hostile(pool, "def f(x):\n    while True:\n        pass\n")
+    assert r.status == "timeout" and "timeout" in r.error_message
+
+
+def test_catch_all_loop_blocked_in_c_still_dies(pool: SandboxPool) -> None:
+    (r,) = run_hostile(pool, """
+        import time
+        def f(x):
+            while True:
+                try:
+                    time.sleep(100)
+                except BaseException:
+                    pass
+        """)
+    assert r.status == "timeout"
+
+
+def test_fractional_timeout_is_enforced_and_later_calls_of_the_batch_still_run() -> None:
+    source = "import time\ndef f(x):\n    if x == 1:\n        while True: pass\n    return x\n"
+    with SandboxPool(n_workers=1, limits=SandboxLimits(call_timeout_s=0.2)) as pool:
+        (results,) = pool.run([(source, "f", [{"x": 0}, {"x": 1}, {"x": 2}, {"x": 3}])])
+        assert [r.status for r in results] == ["ok", "timeout", "ok", "ok"]
+        assert [r.output for r in results] == [0, None, 2, 3]
+        assert "0.2s" in results[1].error_message
+        assert pool.stats["timeouts"] == 1
+
+
+@pytest.mark.parametrize("bomb", [
+    "x = bytearray(8 * 1024 ** 3)",
+    "x = [0] * (2 * 1024 ** 3)",
+])  # fmt: skip
+def test_memory_bomb(pool: SandboxPool, bomb: str) -> None:
+    (r,) = run_hostile(pool, f"def f(x):\n    {bomb}\n    return len(x)\n")
+    assert r.status == "exception" and r.error_type == "MemoryError"
+
+
+def test_growing_memory_bomb_is_stopped(pool: SandboxPool) -> None:
+    (r,) = run_hostile(pool, "def f(x):\n    x = []\n    while True:\n        x.append(bytearray(10 ** 7))\n")
+    assert r.status in ("exception", "crash", "timeout")  # MemoryError, or killed first on a slow machine
+
+
+def test_fork_bomb_is_refused(pool: SandboxPool) -> None:
+    (r,) = run_hostile(pool, """
+        import os
+        def f(x):
+            while True:
+                os.fork()
+        """)
+    assert r.status == "exception" and r.error_type == "PermissionError" and "fork" in r.error_message
+
+
+def test_fork_through_libc_is_refused_by_the_kernel(pool: SandboxPool) -> None:
+    # Undoes the Python-level ctypes ban and calls libc's fork directly: RLIMIT_NPROC must hold.
+    (r,) = run_hostile(pool, """
+        import sys
+        def f(x):
+            for name in ("ctypes", "_ctypes", "ctypes.util"):
+                sys.modules.pop(name, None)
+            import ctypes
+            libc = ctypes.CDLL(None)
+            pid = libc.fork()
+            if pid == 0:
+                libc._exit(0)
+            return pid
+        """)
+    assert r.status == "ok" and r.output == -1, r
+
+
+@pytest.mark.parametrize("code", ["subprocess.run(['true'])", "os.system('true')", "import ctypes",
+                                  "threading.Thread(target=print).start()"])
+def test_process_and_thread_entry_points_are_refused(pool: SandboxPool, code: str) -> None:
+    (r,) = run_hostile(pool, f"import os, subprocess, threading\ndef f(x):\n    {code}\n")
+    assert r.status == "exception" and r.error_type in ("PermissionError", "ImportError", "ModuleNotFoundError")
+
+
+def test_sys_exit_is_an_exception(pool: SandboxPool) -> None:
+    (r,) = run_hostile(pool, "import sys\ndef f(x):\n    sys.exit(3)\n")
+    assert r.status == "exception" and r.error_type == "SystemExit"
+
+
+def test_os_exit_is_a_crash_and_the_rest_of_the_batch_runs(pool: SandboxPool) -> None:
+    results = run_hostile(pool, "import os\ndef f(x):\n    if x == 2:\n        os._exit(0)\n    return x\n",
+                          [{"x": 1}, {"x": 2}, {"x": 3}])
+    assert [r.status for r in results] == ["ok", "crash", "ok"]
+    assert "exited" in results[1].error_message
+
+
+@pytest.mark.parametrize("exc", ["KeyboardInterrupt", "BaseException", "GeneratorExit"])
+def test_base_exceptions_are_exceptions(pool: SandboxPool, exc: str) -> None:
+    (r,) = run_hostile(pool, f"def f(x):\n    raise {exc}('boom')\n")
+    assert r.status == "exception" and r.error_type == exc and r.error_message == "boom"
+    assert "raise" in r.traceback and "<policy>" in r.traceback
+
+
+def test_environment_holds_no_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-should-never-leak")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-nor-this")
+    monkeypatch.setenv("MY_SERVICE_TOKEN", "tok")
+    source = textwrap.dedent("""
+        import os
+        def f(trainer_pid):
+            leaked = []
+            for pid in (trainer_pid, os.getppid()):
+                try:
+                    leaked.append(open(f"/proc/{pid}/environ", "rb").read().decode(errors="replace"))
+                except OSError as exc:
+                    leaked.append(type(exc).__name__)
+            return dict(os.environ), leaked
+        """)
+    with SandboxedFunction(source, "f") as fn:
+        env, leaked = fn(os.getpid())
+    assert not [k for k in env if "API_KEY" in k or k.startswith("OPENAI") or "TOKEN" in k]
+    assert "sk-" not in repr(env) and all("sk-" not in text for text in leaked)
+    assert leaked[0] == "PermissionError"  # the trainer's /proc/<pid>/environ is not readable
+
+
+def test_gigantic_print_is_capped(pool: SandboxPool) -> None:
+    (r,) = run_hostile(pool, "def f(x):\n    print('y' * 10 ** 7)\n    for i in range(10 ** 5):\n        print(i)\n"
+                             "    import sys\n    sys.stderr.write('err')\n    return 'done'\n")
+    assert r.status == "ok" and r.output == "done"
+    assert r.stdout.endswith("[truncated]") and len(r.stdout) < 2100
+
+
+def test_deep_recursion(pool: SandboxPool) -> None:
+    (r,) = run_hostile(pool, "def f(x):\n    return f(x + 1)\n")
+    assert r.status == "exception" and r.error_type == "RecursionError"
+    assert len(r.traceback) <= 3100  # tail only
+
+
+def test_recursion_limit_raised_to_overflow_the_c_stack(pool: SandboxPool) -> None:
+    (r,) = run_hostile(pool, "import sys\ndef g(n):\n    return g(n + 1) + 1\ndef f(x):\n"
+                             "    sys.setrecursionlimit(10 ** 7)\n    return g(0)\n")
+    assert r.status in ("crash", "exception", "timeout")  # segfault, MemoryError or killed: never ok
+
+
+def test_nan_and_wrong_types_are_returned_as_data(pool: SandboxPool) -> None:
+    nan, text, tup = run_hostile(pool, "def f(x):\n    return x\n",
+                                 [{"x": float("nan")}, {"x": "MOVE"}, {"x": ("STOP", None)}])
+    assert nan.status == "ok" and math.isnan(nan.output)
+    assert text.output == "MOVE" and tup.output == ("STOP", None)
+
+
+def test_mutating_the_input_affects_nothing_else(pool: SandboxPool) -> None:
+    shared = {"xs": [1, 2, 3]}
+    source = "def f(xs):\n    xs.append(99)\n    xs[0] = -1\n    return list(xs)\n"
+    (results,) = pool.run([(source, "f", [shared, shared, shared])])
+    assert [r.output for r in results] == [[-1, 2, 3, 99]] * 3
+    assert shared == {"xs": [1, 2, 3]}
+
+
+def test_missing_module(pool: SandboxPool) -> None:
+    (r,) = run_hostile(pool, "import no_such_module_anywhere\ndef f(x):\n    return x\n")
+    assert r.status == "exception" and r.error_type == "ModuleNotFoundError"
+    assert "no_such_module_anywhere" in r.error_message
+
+
+def test_syntax_error_fails_every_call(pool: SandboxPool) -> None:
+    results = run_hostile(pool, "def f(x)\n    return x\n", [{"x": 1}, {"x": 2}])
+    assert [r.error_type for r in results] == ["SyntaxError", "SyntaxError"]
+    assert all(r.status == "exception" for r in results)
+
+
+def test_missing_function_name(pool: SandboxPool) -> None:
+    (r,) = run_hostile(pool, "def g(x):\n    return x\n")
+    assert r.status == "exception" and "'f'" in r.error_message
+
+
+def test_hostile_reduce_never_runs_in_the_trainer(pool: SandboxPool, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    (r,) = run_hostile(pool, f"""
+        import os
+        class Evil:
+            def __reduce__(self):
+                return (os.system, ("touch {marker}",))
+        def f(x):
+            return [1, {{"a": Evil()}}]
+        """)
+    assert r.status == "exception" and r.error_type == "NotPlainData" and "Evil" in r.error_message
+    assert not marker.exists()
+
+
+def test_forged_result_stream_is_a_crash(pool: SandboxPool, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    # The policy finds the result pipe (its fd is in the worker's argv) and writes a pickle that would
+    # run os.system if the trainer unpickled it naively.
+    (r,) = run_hostile(pool, f"""
+        import os, pickle, struct, sys
+        class Evil:
+            def __reduce__(self):
+                return (eval, ("__import__('pathlib').Path('{marker}').touch()",))
+        def f(x):
+            payload = pickle.dumps(("results", [(0, "ok", Evil(), None, None, None, "", 0.0)]))
+            os.write(int(sys.argv[2]), struct.pack("<I", len(payload)) + payload)
+            while True:
+                pass
+        """)
+    assert r.status == "crash" and "corrupt" in r.error_message
+    assert not marker.exists()
+
+
+def test_cpu_rlimit_kills_a_spinning_process() -> None:
+    limits = SandboxLimits(call_timeout_s=30.0, cpu_s=1)
+    with SandboxedFunction("def f():\n    while True:\n        pass\n", "f", limits=limits) as fn:
+        r = fn.call()
+    assert r.status == "crash" and "CPU" in r.error_message
+
+
+def test_signalling_other_processes_is_refused(pool: SandboxPool) -> None:
+    (r,) = run_hostile(pool, "import os, signal\ndef f(x):\n    os.kill(os.getppid(), signal.SIGKILL)\n")
+    assert r.status == "exception" and r.error_type == "PermissionError"
