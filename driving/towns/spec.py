@@ -25,6 +25,7 @@ COMMON_DEFAULTS: dict[str, Any] = {
     "random_lanes": False,  # draw lane numbers from [1, lanes] per edge
     "speed": 13.89,
     "seed": 0,
+    "turn_lanes": 0,  # extra left-turn lanes before junctions (netgenerate --turn-lanes)
     "dead_end_uturns": True,  # U-turns only at dead ends; False = no U-turns at all (dead-end lanes)
 }
 GENERATOR_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -121,6 +122,8 @@ class TownSpec:
         else:
             args += ["-j", junction]
         args += ["-L", str(int(p["lanes"])), "-S", str(float(p["speed"])), "--seed", str(int(p["seed"]))]
+        if p["turn_lanes"]:
+            args += ["--turn-lanes", str(int(p["turn_lanes"])), "--turn-lanes.length", "30"]
         if p["random_lanes"]:
             args.append("--random-lanenumber")
         if p["sidewalks"]:

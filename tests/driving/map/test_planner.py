@@ -152,3 +152,21 @@ def test_dead_end_lanes_are_routable(town_cache_dir) -> None:
 def _first_long_lane(planner: RoutePlanner) -> tuple[int, int]:
     key = next(k for k, lane in sorted(planner.lanes.items()) if not lane.is_junction and lane.length > 70)
     return key[0], key[2]
+
+
+def test_turn_lane_grid_routes_between_any_two_points(town_cache_dir) -> None:
+    """Left-turn lanes (short extra-lane edges before junctions): every pair must stay routable."""
+    town = get_town(TownSpec("turnlanes", "grid", {"number": 3, "length": 100.0, "lanes": 1, "turn_lanes": 1}),
+                    town_cache_dir)
+    cmap = town.load_map()
+    planner = RoutePlanner(cmap)
+    assert len({e.getLaneNumber() for e in town.sumo_net.getEdges()}) > 1, "expected turn-lane edges"
+    points = [w for w in cmap.generate_waypoints(10.0) if not w.is_junction]
+    rng = random.Random(7)
+    changes = 0
+    for _ in range(40):
+        a, b = rng.sample(points, 2)
+        dense = planner.trace(_kp(a), _kp(b))
+        assert max(_gaps(dense)) <= 1.5
+        changes += any(p.road_option in (RoadOption.CHANGELANELEFT, RoadOption.CHANGELANERIGHT) for p in dense)
+    assert changes > 0
