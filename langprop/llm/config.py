@@ -24,6 +24,15 @@ _BACKENDS = ("openai", "replay")
 _PRICE_KEYS = ("input_per_1m", "output_per_1m")
 
 
+def _plain(value: Any) -> Any:
+    """OmegaConf containers (or any mapping/sequence) to plain dicts/lists, for JSON and cache keys."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple) or type(value).__name__ == "ListConfig":
+        return [_plain(v) for v in value]
+    return value
+
+
 @dataclass
 class LLMConfig:
     """Everything the LLM client needs; Hydra can instantiate it directly (``_target_``)."""
@@ -36,6 +45,8 @@ class LLMConfig:
     max_tokens: int | None = None
     stop: list[str] | None = None
     seed: int | None = None
+    extra_params: dict[str, Any] = field(default_factory=dict)  # sent as-is in the request body, e.g.
+    # {"max_completion_tokens": 512} for models that refuse max_tokens, {"top_k": 20} for vLLM
     timeout_s: float = 120.0  # per HTTP request
     max_retries: int = 5  # retries after the first attempt, on 429/5xx/timeouts/connection errors
     backoff_initial_s: float = 1.0
@@ -57,6 +68,7 @@ class LLMConfig:
             self.stop = [self.stop] if isinstance(self.stop, str) else [str(s) for s in self.stop]
         self.prices = {str(k): {str(a): float(b) for a, b in dict(v).items()} for k, v in dict(self.prices).items()}
         self.prefix_messages = [dict(m) if isinstance(m, Mapping) else m for m in self.prefix_messages]
+        self.extra_params = _plain(self.extra_params)
         self.validate()
 
     def validate(self) -> None:
@@ -99,6 +111,8 @@ class LLMConfig:
             value = getattr(self, name)
             if value is not None:
                 params[name] = list(value) if name == "stop" else value
+        if self.extra_params:
+            params["extra"] = dict(self.extra_params)
         return params
 
     def price_for(self, model: str) -> dict[str, float] | None:

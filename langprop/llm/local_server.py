@@ -11,6 +11,7 @@ are in the project's reference note on local LLMs.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import logging
@@ -158,6 +159,7 @@ class LocalOpenAIServer:
             os.close(fd)
             self.log_path = Path(name)
         self._log_file = open(self.log_path, "wb")  # noqa: SIM115  # closed in stop()
+        atexit.register(self.stop)  # a forgotten server must not outlive the interpreter
         log.info("starting %s", " ".join(self.command()))
         self.process = subprocess.Popen(
             self.command(),
@@ -202,6 +204,7 @@ class LocalOpenAIServer:
             return ""
 
     def stop(self) -> None:
+        atexit.unregister(self.stop)
         proc, self.process = self.process, None
         if proc is not None and proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):

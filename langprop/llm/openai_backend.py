@@ -121,6 +121,8 @@ class OpenAIBackend:
                 params[name] = getattr(cfg, name)
         if seed is not None:
             params["seed"] = seed
+        if cfg.extra_params:
+            params["extra_body"] = dict(cfg.extra_params)
         last_error: BaseException | None = None
         attempts = cfg.max_retries + 1
         for attempt in range(attempts):

@@ -153,11 +153,13 @@ def test_base_url_and_model_come_from_environment(fake_openai, monkeypatch):
 
 def test_sampling_parameters_and_prefix_messages_are_sent(fake_openai, make_config):
     shot = [{"role": "user", "content": "example"}, {"role": "assistant", "content": "```python\npass\n```"}]
-    cfg = make_config(temperature=0.3, max_tokens=50, stop=["\n```"], seed=3, prefix_messages=shot)
+    cfg = make_config(temperature=0.3, max_tokens=50, stop=["\n```"], seed=3, prefix_messages=shot,
+                      extra_params={"top_k": 20})
     with LLMClient(cfg) as client:
         client.complete([chat("task", system="be brief")], n=1)
     body = fake_openai.requests[0]
     assert (body["temperature"], body["max_tokens"], body["stop"], body["seed"]) == (0.3, 50, ["\n```"], 3)
+    assert body["top_k"] == 20
     assert [m["role"] for m in body["messages"]] == ["system", "user", "assistant", "user"]
     assert body["messages"][1]["content"] == "example" and body["messages"][-1]["content"] == "task"
 
@@ -188,9 +190,8 @@ def test_bad_config_names_the_field(overrides, field):
 def _cli(args: list[str]) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and not k.startswith("OPENAI_")}
     env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.run(
-        [sys.executable, "-m", "langprop.llm", *args],
-        stdin=subprocess.DEVNULL,  # never interactive: nothing can be read from stdin
+    return subprocess.run(  # stdin really closed (fd 0 shut): any attempt to prompt would fail
+        ["bash", "-c", 'exec "$@" 0<&-', "bash", sys.executable, "-m", "langprop.llm", *args],
         capture_output=True, text=True, timeout=120, env=env, cwd=REPO,
     )  # fmt: skip
 
