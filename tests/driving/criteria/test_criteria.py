@@ -356,3 +356,16 @@ def test_stop_sign_not_double_counted_and_1_0_needs_the_centre_inside(stop_town,
     speed = phases((3.0, lambda d: d > at_line - 10), (-2.0, lambda d: d < at_line - 35), (0.0, None))
     monitor = RouteMonitor(route, stop_town, version="1.0", stop_lines=stop_lines)
     assert run(monitor, drive(path, speed, start=5.0, max_time=40)) == []
+
+
+def test_monitor_overrides(grid_town, grid_lines, tls_route) -> None:
+    route, _ = tls_route
+    path = Path(route)
+    quick = RouteMonitor(route, grid_town, stop_lines=grid_lines, blocked_time_s=2.0, index=4, repetition=1)
+    events = run(quick, drive(path, lambda t, d: 0.0, max_time=10))
+    assert kinds(events) == ["vehicle_blocked"] and events[0].time == pytest.approx(2.05)
+    record = quick.finalize(0.5)
+    assert record.route_id == "RouteScenario_0_rep1" and record.index == 4
+    fixed = RouteMonitor(route, grid_town, stop_lines=grid_lines, timeout_s=3.0)
+    assert kinds(run(fixed, drive(path, lambda t, d: 1.0, max_time=10))) == ["route_timeout"]
+    assert fixed.events[0].time == pytest.approx(3.05)
