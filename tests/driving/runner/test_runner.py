@@ -146,3 +146,23 @@ def test_a_world_failure_is_a_simulation_crash_and_the_world_is_rebuilt(short_ro
 
     run_routes(short_routes[:2], world_config, Counting, checkpoint_path=path, resume=True, progress=False)
     assert made == ["0"]  # resume re-runs the route the simulator lost
+
+
+def test_driver_setup_failure_and_bad_control_end_only_their_route(short_routes, world_config, tmp_path):
+    class BadReset(Pursuit):
+        def reset(self, route):
+            if route.id == "0":
+                raise ValueError("cannot load my weights")
+            super().reset(route)
+
+    class BadControl(Pursuit):
+        def run_step(self, scene):
+            return (0.5, 0.0) if self.route.id == "1" else super().run_step(scene)
+
+    results = run_routes(short_routes[:2], world_config, BadReset, checkpoint_path=tmp_path / "a.json",
+                         progress=False)
+    assert [r["status"] for r in results["_checkpoint"]["records"]][0] == "Failed - Agent couldn't be set up"
+    assert results["_checkpoint"]["records"][1]["status"] in ("Completed", "Perfect")
+    results = run_routes(short_routes[:2], world_config, BadControl, checkpoint_path=tmp_path / "b.json",
+                         progress=False)
+    assert results["_checkpoint"]["records"][1]["status"] == "Failed - Agent crashed"
