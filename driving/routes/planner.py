@@ -106,12 +106,11 @@ class RoutePlanner:
         if lane is None:
             s0, s1 = self._ranges[(key[0], key[1])]
             start, end = (s0, s1) if key[2] < 0 else (s1, s0)
-            a, b = self._wp(key, start), self._wp(key, end)
+            a, b = self._wp(key, start) or wp, self._wp(key, end) or wp
             lane = _Lane(key, start, end, wp.is_junction, _xy(a), _xy(b))
             if wp.is_junction:
                 lane.option = turn_option(a.transform.rotation.yaw, b.transform.rotation.yaw)
             self.lanes[key] = lane
-            self.graph.add_node(key)
         return lane
 
     def _build(self) -> None:
