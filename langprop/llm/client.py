@@ -189,10 +189,11 @@ class LLMClient:
         reservation = self.meter.reserve(
             self.model, job.messages, len(missing), n_requests, self.config.max_tokens
         )
+        seed = self.config.seed
+        if seed is not None:  # answers 0..k-1 are cached: do not re-draw answer 0's sample for answer k
+            seed += missing[0]
         try:
-            result: BackendResult = self.backend.complete(
-                job.messages, len(missing), tag=job.tag, seed=self.config.seed
-            )
+            result: BackendResult = self.backend.complete(job.messages, len(missing), tag=job.tag, seed=seed)
         finally:
             self.meter.release(reservation)
         # Bill the prompt tokens over the new answers so that summing Answers gives the usage.

@@ -109,6 +109,16 @@ def test_seeded_separate_requests_get_distinct_seeds(make_config):
         assert [r.get("seed") for r in server.requests] == [11, 12, 13]
 
 
+def test_extra_answers_for_a_cached_prompt_use_fresh_seeds(make_config, tmp_path):
+    with FakeOpenAIServer(n_mode="ignore") as server:
+        cfg = make_config(base_url=server.base_url, seed=5, cache_path=str(tmp_path / "c.sqlite"))
+        with LLMClient(cfg) as client:
+            client.complete([chat("x")], n=1)
+        with LLMClient(cfg) as client:
+            client.complete([chat("x")], n=3)
+        assert [r.get("seed") for r in server.requests] == [5, 6, 7]
+
+
 def test_requests_for_different_prompts_overlap(make_config):
     with FakeOpenAIServer(delay_s=0.4) as server:
         with LLMClient(make_config(base_url=server.base_url, concurrency=4)) as client:
