@@ -216,3 +216,19 @@ def test_cli_never_reads_stdin_and_fails_with_one_line(fake_openai):
     assert bad.returncode == 2
     lines = bad.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: LLM unavailable at") and url in lines[0]
+
+
+def test_config_from_hydra_and_omegaconf_is_plain():
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    node = OmegaConf.create({
+        "_target_": "langprop.llm.LLMConfig", "model": "m", "stop": ["\n```"],
+        "prices": {"m": {"input_per_1m": 1, "output_per_1m": 2}},
+        "prefix_messages": [{"role": "user", "content": "hi"}], "extra_params": {"top_k": 3},
+    })  # fmt: skip
+    cfg = instantiate(node)
+    assert isinstance(cfg, LLMConfig) and cfg.prices == {"m": {"input_per_1m": 1.0, "output_per_1m": 2.0}}
+    assert type(cfg.stop) is list and type(cfg.prefix_messages[0]) is dict and type(cfg.extra_params) is dict
+    structured = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(LLMConfig), {"model": "x"}))
+    assert isinstance(structured, LLMConfig) and structured.resolved().model == "x"
