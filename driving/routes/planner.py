@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any
@@ -93,6 +94,7 @@ class RoutePlanner:
         self._ranges = _section_ranges(carla_map.to_opendrive())
         self.lanes: dict[LaneKey, _Lane] = {}
         self.graph = nx.DiGraph()
+        self._lock = threading.Lock()
         self._build()
 
     # ------------------------------------------------------------------ graph
@@ -158,7 +160,7 @@ class RoutePlanner:
     def _locate(self, point: Keypoint, what: str) -> tuple[_Lane, float]:
         wp = self.map.get_waypoint(carla.Location(x=point.x, y=point.y, z=point.z), project_to_road=True,
                                    lane_type=carla.LaneType.Driving)
-        if wp is None or wp.transform.location.distance(carla.Location(x=point.x, y=point.y, z=wp.transform.location.z)) > MAX_SNAP:
+        if wp is None or math.hypot(wp.transform.location.x - point.x, wp.transform.location.y - point.y) > MAX_SNAP:
             raise NoRouteError(f"{what} keypoint ({point.x:.1f}, {point.y:.1f}) is more than {MAX_SNAP:.0f} m "
                                f"from every driving lane")
         return self._lane(wp), float(wp.s)
@@ -173,6 +175,10 @@ class RoutePlanner:
         """Lane keys from the start lane to the end lane (A* over (lane, k) states)."""
         if start.key == end.key and (s1 - s0) * start.direction() >= 0:
             return [start.key]
+        with self._lock:  # the temporary nodes below live in the shared graph
+            return self._search_locked(start, s0, end, s1)
+
+    def _search_locked(self, start: _Lane, s0: float, end: _Lane, s1: float) -> list[LaneKey]:
         # Temporary nodes: ('S', lane, k) = on the start lane's section at s0 after k changes; _TARGET.
         source = ("S", start.key, 0)
         added: list[Any] = [_TARGET]
