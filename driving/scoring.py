@@ -263,7 +263,7 @@ def global_record(records: Sequence[RouteRecord], version: str = "2.0", total_ro
         return _global_record_1_0(records, total)
     keys = INFRACTION_KEYS[version]
     infractions: dict[str, float] = {k: 0 for k in keys}
-    means = {"score_composed": 0.0, "score_route": 0.0, "score_penalty": 0.0}
+    means: dict[str, float] = {"score_composed": 0, "score_route": 0, "score_penalty": 0}  # ints, as theirs
     meta: dict[str, Any] = {"total_length": 0, "duration_game": 0, "duration_system": 0, "exceptions": []}
     status = "Perfect"
     for r in records:
