@@ -253,6 +253,10 @@ def run_episode(world: World, job: RouteJob, driver_factory: Callable[[], Any], 
                     raise _WallTimeExceeded()
         except _EndRoute:
             pass
+        except KeyboardInterrupt:
+            if video is not None:  # keep what was filmed: an interrupted episode is worth watching
+                video.close(route, monitor.events)
+            raise
         except _WallTimeExceeded:
             log.warning("route %s: wall time limit of %.0f s exceeded", job.name, wall_time_limit_s or 0)
             outcome = EpisodeOutcome(STATUS_WALL_TIME, f"wall time limit of {wall_time_limit_s} s exceeded")
