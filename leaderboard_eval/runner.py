@@ -10,8 +10,9 @@ is appended and ``results.json`` is rewritten atomically. Failures end one route
 - the route exceeds its wall-clock budget -> "Failed - Wall time limit exceeded"
 - a stuck ego -> the monitor's leaderboard rule, "Failed - Agent got blocked"
 
-Ctrl-C writes the results so far (entry_status "Crashed", as the leaderboard leaves an unfinished
-run) and re-raises; ``resume=True`` then skips every route already recorded.
+Ctrl-C writes the results so far (a partial checkpoint: progress [done, total], entry_status
+"Started") and re-raises; ``resume=True`` then skips every route already recorded (routes the
+simulator lost are run again).
 """
 
 from __future__ import annotations
@@ -217,6 +218,7 @@ def run_episode(world: World, job: RouteJob, driver_factory: Callable[[], Any], 
             try:
                 scene = world.reset(route, seed)
             except Exception as exc:  # noqa: BLE001 - any simulator failure ends this route only
+                log.error("route %s: world.reset failed: %r", job.name, exc, exc_info=True)
                 world_failed = True
                 outcome = EpisodeOutcome(STATUS_SIM_CRASHED, f"world.reset failed: {exc!r}")
                 raise _EndRoute() from exc
@@ -264,6 +266,8 @@ def run_episode(world: World, job: RouteJob, driver_factory: Callable[[], Any], 
     # An external failure goes in as the leaderboard's failure message; a timeout, route deviation
     # or block seen on the same route still takes precedence, as in compute_route_statistics.
     record = monitor.finalize(time.perf_counter() - t0, failure_message=outcome.status or "")
+    if outcome.status:
+        log.warning("route %s ended: %s (%s)", job.name, outcome.status, outcome.message)
     if video is not None:
         video.close(route, monitor.events)
     return record, world_failed
