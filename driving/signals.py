@@ -36,8 +36,18 @@ class StopLine:
     to_road_id: int | None = None  # road entered through this link (after the junction), if known
 
 
+_CACHE: dict[tuple[str, float], tuple[StopLine, ...]] = {}
+
+
 def load_stop_lines(town: Town) -> list[StopLine]:
-    """Every traffic-light and stop-sign stop line of ``town``, sorted by (kind, id, lane)."""
+    """Every traffic-light and stop-sign stop line of ``town``, sorted by (kind, id, lane); cached."""
+    key = (str(town.xodr_file), town.xodr_file.stat().st_mtime)
+    if key not in _CACHE:
+        _CACHE[key] = tuple(_read_stop_lines(town))
+    return list(_CACHE[key])
+
+
+def _read_stop_lines(town: Town) -> list[StopLine]:
     cmap = town.load_map()
     link_targets = _tls_link_targets(town)
     lines: list[StopLine] = []
