@@ -150,10 +150,14 @@ def load_routes(cfg: Any) -> list[Any]:
         from driving.towns import get_town
 
         town = get_town(str(cfg.world.town))  # an unknown town fails here, before anything is built
-        from driving.routes import generate_route_set
+        from driving.routes import RouteSetError, generate_route_set
 
-        sets = generate_route_set(town, seed=int(cfg.routes.seed), count=int(cfg.routes.count),
-                                  min_length=float(cfg.routes.min_length), max_length=float(cfg.routes.max_length))
+        try:
+            sets = generate_route_set(town, seed=int(cfg.routes.seed), count=int(cfg.routes.count),
+                                      min_length=float(cfg.routes.min_length),
+                                      max_length=float(cfg.routes.max_length))
+        except RouteSetError as exc:
+            raise RunnerError(f"routes (generated, town {town.name}): {exc}") from exc
         split = str(cfg.routes.split)
         if split == "all":
             routes = [r for name in sets for r in sets[name]]

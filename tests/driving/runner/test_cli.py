@@ -41,6 +41,9 @@ def test_missing_route_file_and_unknown_towns_are_one_clear_line(tmp_path, grid_
     routes.write_text('<routes><route id="0" town="Town01"><waypoints><position x="1" y="2" z="0"/>'
                       '<position x="30" y="2" z="0"/></waypoints></route></routes>')
     assert_one_line_error(cli("--routes", str(routes)), "Town01")
+    routes.write_text(routes.read_text().replace("Town01", "grid_tls").replace('x="30"', 'x="90000"'))
+    assert_one_line_error(cli("--routes", str(routes)), "route '0'", "grid_tls")  # keypoint off the map
+    assert_one_line_error(cli("--town", "grid_tls", "--count", "0"), "count")
 
 
 def test_bad_overrides_and_flags_are_one_clear_line(tmp_path, grid_town):
