@@ -8,6 +8,7 @@ vehicle or pedestrian in its path.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -66,7 +67,9 @@ class RouteFollower:
         if len(route) < 2:  # at (or past) the end of the route: stop
             throttle, brake = self.speed_controller.step(0.0, scene.ego.speed)
             return VehicleControl(throttle=throttle, brake=brake)
-        pts = np.array([(p.ego_x, p.ego_y, p.distance) for p in route], dtype=float)
+        horizon = cfg.obstacle_horizon + 15.0  # the route beyond this never changes the decision
+        pts = np.array([(p.ego_x, p.ego_y, p.distance) for p in itertools.takewhile(
+            lambda p: p.distance <= horizon, route)] or [(route[0].ego_x, route[0].ego_y, 0.0)], dtype=float)
         speed = scene.ego.speed
         steer = self._steer(pts, speed)
         target = min(cfg.cruise_speed, scene.speed_limit, self._curve_speed(pts))
@@ -94,9 +97,10 @@ class RouteFollower:
         near = pts[pts[:, 2] <= cfg.curve_lookahead]
         if len(near) < 3:
             return cfg.cruise_speed
-        heading = np.unwrap(np.arctan2(np.diff(near[:, 1]), np.diff(near[:, 0])))
+        heading = np.arctan2(np.diff(near[:, 1]), np.diff(near[:, 0]))
+        turn = np.abs((np.diff(heading) + math.pi) % (2.0 * math.pi) - math.pi)
         ds = np.maximum(np.diff(near[:, 2])[1:], 1e-3)
-        curvature = float(np.max(np.abs(np.diff(heading)) / ds)) if len(heading) > 1 else 0.0
+        curvature = float(np.max(turn / ds)) if len(turn) else 0.0
         if curvature < 1e-4:
             return cfg.cruise_speed
         return max(cfg.min_curve_speed, math.sqrt(cfg.lateral_accel / curvature))

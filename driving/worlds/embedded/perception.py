@@ -53,11 +53,12 @@ class SceneBuilder:
         self.half_length = half_length
         self.cleared: set[str] = set()
         self._light = 0  # index of the first route light not yet passed
+        self.route_offset = 0.0  # distance of the ego's centre from the route at the last build, m
 
     def build(self, frame: int, time: float, ego: EgoState, actors: ActorTable,
               tls_states: Callable[[str], str]) -> Scene:
         cfg, track = self.config, self.track
-        seg, s, _ = track.project(ego.x, ego.y)
+        seg, s, self.route_offset = track.project(ego.x, ego.y)
         s_front = s + self.half_length
         yaw_r = math.radians(ego.yaw)
         c, sn = math.cos(yaw_r), math.sin(yaw_r)

@@ -30,6 +30,8 @@ PEDESTRIAN_HALF_LENGTH = 0.25  # m, CARLA walkers' boxes are ~0.19-0.35 m half-e
 PEDESTRIAN_HALF_WIDTH = 0.3
 _SUBSCRIBED = (tc.VAR_POSITION, tc.VAR_ANGLE, tc.VAR_SPEED)
 _ROUTE_TRIES = 20
+_POS, _ANGLE, _SPEED = tc.VAR_POSITION, tc.VAR_ANGLE, tc.VAR_SPEED
+_INVALID = -1e9  # libsumo's INVALID_DOUBLE_VALUE is -1073741824
 
 
 @dataclass
@@ -195,11 +197,11 @@ class Traffic:
             self._rebuild_meta(keys)
         if not keys:
             return self._meta_ids, self._meta_flags, np.zeros((0, 6))
-        results = [*vres.values(), *pres.values()]
-        pos = np.array([r[tc.VAR_POSITION] for r in results], dtype=float)
-        angle = np.array([r[tc.VAR_ANGLE] for r in results], dtype=float)
+        # One flat conversion: x, y (front bumper for vehicles), SUMO angle, speed.
+        raw = np.array([(*r[_POS], r[_ANGLE], r[_SPEED]) for r in (*vres.values(), *pres.values())], dtype=float)
+        pos, angle = raw[:, :2], raw[:, 2]
         out = np.empty((len(keys), 6))
-        out[:, 3] = [r[tc.VAR_SPEED] for r in results]
+        out[:, 3] = raw[:, 3]
         out[:, 4:6] = self._meta_half
         # SUMO reports a vehicle's front bumper; its box centre is half a length behind it.
         a = np.radians(angle)
@@ -207,6 +209,11 @@ class Traffic:
         out[:, 0] = pos[:, 0] - back * np.sin(a)
         out[:, 1] = back * np.cos(a) - pos[:, 1]
         out[:, 2] = angle - 90.0
+        # SUMO answers INVALID_DOUBLE_VALUE (-2^30) for actors between stages (e.g. a person that
+        # is about to leave); they are not on the network this step.
+        valid = (out[:, 3] > _INVALID) & (pos[:, 0] > _INVALID)
+        if not valid.all():
+            return self._meta_ids[valid], self._meta_flags[valid], out[valid]
         return self._meta_ids, self._meta_flags, out
 
     def _rebuild_meta(self, keys: tuple[str, ...]) -> None:

@@ -131,6 +131,7 @@ class EmbeddedWorld(World):
             self.track, self.config.ego.half_length)
         self._episode = True
         self._table: ActorTable | None = None
+        self._boxes: dict[int, tuple[tuple[float, ...], ActorBox]] = {}
         self._spawn_route_jaywalkers(int(self.config.jaywalkers))
         self._scene = self._build_scene()
         return self._scene
@@ -138,31 +139,34 @@ class EmbeddedWorld(World):
     def step(self, control: VehicleControl) -> Scene:
         self._check_episode()
         sumo, timings = self._sumo, self.timings
-        t0 = time.perf_counter()
+        clock = time.perf_counter
+        t0 = clock()
         self._control = control.clipped()
         self.ego.step(self._control, self.dt)
         self.scripted.step(self.time + self.dt, self.dt, self.ego.x, self.ego.y)
+        t1 = clock()
         for placed in self.scripted.placed:
             placed.advance(self.dt)
             placed.sync(sumo)
         self._sync_ego()
-        t1 = time.perf_counter()
+        t2 = clock()
         sumo.simulationStep()
-        t2 = time.perf_counter()
+        t3 = clock()
         self.frame += 1
         self.time = self.frame * self.dt
         self._ensure_ego()
         self.traffic.remove_jammed(self.time)
         self.traffic.refill()
+        t4 = clock()
         self._update_lights()
-        t3 = time.perf_counter()
         self._table = None
         self._scene = self._build_scene()
-        t4 = time.perf_counter()
+        t5 = clock()
         timings["ego_dynamics"] += t1 - t0
-        timings["sumo_step"] += t2 - t1
-        timings["refill_lights"] += t3 - t2
-        timings["perception"] += t4 - t3
+        timings["sumo_sync"] += t2 - t1
+        timings["sumo_step"] += t3 - t2
+        timings["refill"] += t4 - t3
+        timings["perception"] += t5 - t4
         self.steps += 1
         return self._scene
 
@@ -173,14 +177,23 @@ class EmbeddedWorld(World):
         e = self.ego
         p = self.config.ego
         ego_box = ActorBox(EGO_ACTOR_ID, "ego", e.x, e.y, e.yaw_deg, p.half_length, p.half_width, e.speed)
-        # Ground truth is built every step for the criteria: fill the frozen boxes' __dict__ directly
-        # (the dataclass __init__ costs 2.5x as much; the objects are identical).
+        # Ground truth is built every step for the criteria. Boxes are immutable, so an actor whose
+        # row did not change (parked, waiting, static) keeps last tick's box; new boxes fill the frozen
+        # dataclass' __dict__ directly (its __init__ costs 2.5x as much; the objects are identical).
         new, fields, kinds = object.__new__, _BOX_FIELDS, KIND_NAMES
+        previous, boxes = self._boxes, {}
         actors = []
-        for i, k, row in zip(table.ids.tolist(), table.kinds.tolist(), table.data.tolist(), strict=True):
-            box = new(ActorBox)
-            box.__dict__.update(zip(fields, (i, kinds[k], *row), strict=True))
+        for i, k, row in zip(table.ids.tolist(), table.kinds.tolist(), map(tuple, table.data.tolist()),
+                             strict=True):
+            cached = previous.get(i)
+            if cached is not None and cached[0] == row:
+                box = cached[1]
+            else:
+                box = new(ActorBox)
+                box.__dict__.update(zip(fields, (i, kinds[k], *row), strict=True))
+            boxes[i] = (row, box)
             actors.append(box)
+        self._boxes = boxes
         result = WorldTick(self.frame, self.time, ego_box, self._control, actors, dict(self._light_states),
                            e.acceleration)
         self.timings["ground_truth"] += time.perf_counter() - t0
@@ -299,11 +312,9 @@ class EmbeddedWorld(World):
                 log.debug("ego not moved into SUMO at t=%.2f: %s", self.time, exc)
 
     def _route_distance(self) -> float:
-        track = getattr(self, "scene_builder", None)
-        if track is None:
-            return 0.0
-        _, _, dist = self.track.project(self.ego.x, self.ego.y)
-        return dist
+        """Distance of the ego from its route at the last Scene (one step old: fine for hysteresis)."""
+        builder = getattr(self, "scene_builder", None)
+        return 0.0 if builder is None or builder.track is not self.track else builder.route_offset
 
     def _restore_ego_route(self) -> bool:
         """Back near the route after driving off it: give the SUMO ego its route again."""

@@ -1,0 +1,124 @@
+"""Closed-loop speed of the embedded world: world + RouteFollower (+ RouteMonitor criteria).
+
+    python benchmarks/world_speed.py [--town grid_tls] [--vehicles 80] [--pedestrians 40]
+                                     [--steps 4000] [--no-criteria]
+
+Runs episodes on generated routes until ``--steps`` world steps were taken, then prints the mean
+cost of each part of a step and ends with ``realtime_factor=<simulated s per CPU s>``: the process is
+single-threaded, so CPU time is the wall time it would take on one dedicated core (the machine may
+be shared; the wall-clock factor is printed too). Target: >= 50.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from driving.drivers import RouteFollower  # noqa: E402
+from driving.routes import generate_route_set  # noqa: E402
+from driving.worlds.embedded import EmbeddedWorld, EmbeddedWorldConfig  # noqa: E402
+
+log = logging.getLogger("world_speed")
+
+
+def make_monitor(route: Any, town: Any) -> Any | None:
+    """The criteria engineer's RouteMonitor, if it is importable (it is optional here)."""
+    try:
+        from driving.criteria import RouteMonitor
+    except ImportError as exc:  # pragma: no cover - depends on the tree
+        log.warning("criteria not available (%s); benchmarking without them", exc)
+        return None
+    return RouteMonitor(route, town)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--town", default="grid_tls")
+    parser.add_argument("--vehicles", type=int, default=80)
+    parser.add_argument("--pedestrians", type=int, default=40)
+    parser.add_argument("--jaywalkers", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=4000, help="world steps in total (20 Hz)")
+    parser.add_argument("--max-episode-steps", type=int, default=2400)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-criteria", action="store_true", help="leave RouteMonitor out of the loop")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    config = EmbeddedWorldConfig(town=args.town, n_vehicles=args.vehicles, n_pedestrians=args.pedestrians,
+                                 jaywalkers=args.jaywalkers, seed=args.seed)
+    world = EmbeddedWorld(config)
+    routes = [r for split in generate_route_set(world.town, seed=args.seed, count=8, min_length=250.0,
+                                                  max_length=500.0).values() for r in split]
+    driver = RouteFollower()
+    costs = {"driver": 0.0, "criteria": 0.0, "ground_truth_tick": 0.0}
+    world_costs: dict[str, float] = {}
+    steps = episodes = 0
+    reset_wall = 0.0
+    cpu = wall = 0.0
+    clock = time.perf_counter
+    with world:
+        while steps < args.steps:
+            route = routes[episodes % len(routes)]
+            t = clock()
+            scene = world.reset(route, seed=args.seed + episodes)
+            driver.reset(route)
+            monitor = None if args.no_criteria else make_monitor(route, world.town)
+            reset_wall += clock() - t
+            episodes += 1
+            c0, w0 = time.process_time(), clock()
+            for _ in range(min(args.max_episode_steps, args.steps - steps)):
+                t0 = clock()
+                control = driver.run_step(scene)
+                t1 = clock()
+                scene = world.step(control)
+                t2 = clock()
+                tick = world.tick()
+                t3 = clock()
+                if monitor is not None:
+                    monitor.update(tick)
+                t4 = clock()
+                costs["driver"] += t1 - t0
+                costs["ground_truth_tick"] += t3 - t2
+                costs["criteria"] += t4 - t3
+                steps += 1
+                if (monitor is not None and monitor.done) or (
+                        len(scene.route) < 2 and abs(scene.ego.speed) < 0.05):
+                    break
+            cpu += time.process_time() - c0
+            wall += clock() - w0
+            for name, value in world.timings.items():
+                if name != "ground_truth":  # measured around tick() above
+                    world_costs[name] = world_costs.get(name, 0.0) + value
+
+    simulated = steps * world.dt
+    table = Table(title=f"embedded world, {args.town}: {args.vehicles} vehicles, {args.pedestrians} pedestrians, "
+                        f"{steps} steps in {episodes} episodes")
+    table.add_column("part of a step")
+    table.add_column("µs / step", justify="right")
+    table.add_column("share", justify="right")
+    parts = {**{f"world.{k}": v for k, v in world_costs.items()}, **costs}
+    total = sum(parts.values())
+    for name, value in sorted(parts.items(), key=lambda kv: -kv[1]):
+        table.add_row(name, f"{value / steps * 1e6:8.1f}", f"{value / total:6.1%}")
+    table.add_row("sum of parts", f"{total / steps * 1e6:8.1f}", "")
+    console = Console()
+    console.print(table)
+    console.print(f"reset (SUMO load + traffic insertion + route prep): {reset_wall / episodes * 1e3:.0f} ms/episode")
+    if monitor is None and not args.no_criteria:
+        console.print("criteria: not available")
+    console.print(f"wall_realtime_factor={simulated / wall:.1f}  (wall clock; the machine may be shared)")
+    sys.stdout.write(f"realtime_factor={simulated / cpu:.1f}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
