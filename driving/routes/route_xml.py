@@ -4,8 +4,8 @@
 2.x: ``<route id town><weathers><weather route_percentage …/>…</weathers><waypoints><position x y z/>…
 </waypoints><scenarios><scenario name type><trigger_point …/>…</scenario></scenarios></route>``
 
-In memory (``driving.types.Route``): ``weather`` is the 1.0 attribute dict, or ``{"keyframes": [...]}``
-for 2.x weathers; a scenario is ``{"name", "type", <child tag>: attrs | [attrs, ...]}``. Numbers are
+In memory (``driving.types.Route``): ``weather`` is a static attribute dict (1.0 ``<weather>``, or 2.x
+``<weathers>`` holding the same weather at 0 % and 100 %), else ``{"keyframes": [...]}``; a scenario is ``{"name", "type", <child tag>: attrs | [attrs, ...]}``. Numbers are
 floats, written with ``repr`` so a read → write → read round trip is exact. Extra elements are harmless
 to the leaderboard's parsers, so 1.0 files keep scenarios in a 2.x-style ``<scenarios>`` block and 2.x
 positions carry pitch/roll/yaw when non-zero.
@@ -91,7 +91,7 @@ def _read_route(path: Path, index: int, elem: ET.Element) -> Route:
     keypoints = [_keypoint(where, tag, i, p) for i, p in enumerate(points)]
     weathers = elem.find("weathers")
     if weathers is not None:
-        weather: dict[str, Any] = {"keyframes": [_attrs(w) for w in weathers.findall("weather")]}
+        weather: dict[str, Any] = _static_or_keyframes([_attrs(w) for w in weathers.findall("weather")])
     else:
         single = elem.find("weather")
         weather = _attrs(single) if single is not None else {}
@@ -110,6 +110,15 @@ def _read_route(path: Path, index: int, elem: ET.Element) -> Route:
                 data[child.tag] = attrs
         scenarios.append(data)
     return Route(id=rid, town=town, keypoints=keypoints, weather=weather, scenarios=scenarios)
+
+
+def _static_or_keyframes(frames: list[dict[str, Any]]) -> dict[str, Any]:
+    """Two identical keyframes at 0 % and 100 % are a static weather (what ``write_routes`` emits for one)."""
+    if len(frames) == 2 and [f.get("route_percentage") for f in frames] == [0.0, 100.0]:
+        a, b = ({k: v for k, v in f.items() if k != "route_percentage"} for f in frames)
+        if a == b:
+            return a
+    return {"keyframes": frames}
 
 
 def _keypoint(where: str, tag: str, i: int, elem: ET.Element) -> Keypoint:

@@ -38,10 +38,11 @@ def test_route_i_does_not_depend_on_count(spider_town) -> None:
         assert by_id[route.id] == route.keypoints
 
 
-def test_written_route_files_replan_to_the_same_routes(grid_town, tmp_path) -> None:
+@pytest.mark.parametrize("fmt", ["1.0", "2.x"])
+def test_written_route_files_replan_to_the_same_routes(grid_town, tmp_path, fmt: str) -> None:
     sets = generate_route_set(grid_town, seed=5, count=5, min_length=150.0, max_length=300.0,
                               splits={"train": 0.6, "test": 0.4})
-    files = write_route_set(sets, tmp_path, fmt="1.0", prefix="grid_tls_")
+    files = write_route_set(sets, tmp_path, fmt=fmt, prefix="grid_tls_")
     assert sorted(p.name for p in files.values()) == ["grid_tls_test.xml", "grid_tls_train.xml"]
     planner = RoutePlanner(grid_town.load_map())
     for split, path in files.items():

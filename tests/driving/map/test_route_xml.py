@@ -49,11 +49,7 @@ def test_round_trip_is_exact(tmp_path: Path, fmt: str, keyframes: bool) -> None:
     for orig, got in zip(routes, back, strict=True):
         assert got.town == orig.town and got.keypoints == orig.keypoints
         assert got.scenarios == orig.scenarios
-        if fmt == "2.x" and not keyframes and orig.weather:  # a static weather becomes two keyframes
-            assert [{k: v for k, v in f.items() if k != "route_percentage"}
-                    for f in got.weather["keyframes"]] == [orig.weather, orig.weather]
-        else:
-            assert got.weather == orig.weather
+        assert got.weather == orig.weather
     # writing what was read gives the same bytes
     again = write_routes(back, tmp_path / "again.xml", fmt)
     assert again.read_bytes() == path.read_bytes()
@@ -65,6 +61,7 @@ def test_format_markers(tmp_path: Path) -> None:
     two = write_routes(routes, tmp_path / "b.xml", "2.x").read_text()
     assert "<waypoint " in one and "<waypoints>" not in one
     assert "<waypoints>" in two and "<position " in two and "<waypoint " not in two and "<weathers>" in two
+    assert two.count('route_percentage="0"') == 1 and two.count('route_percentage="100"') == 1
 
 
 def test_reads_leaderboard_examples(tmp_path: Path) -> None:
@@ -76,7 +73,7 @@ def test_reads_leaderboard_examples(tmp_path: Path) -> None:
     assert r10.weather == {"cloudiness": 30.0, "precipitation": 0.0, "sun_altitude_angle": 70.0}
     r2 = read_routes(tmp_path / "lb2.xml")[0]
     assert r2.keypoints[1] == Keypoint(824.2, 5575.3, 371.0)
-    assert r2.weather["keyframes"][1] == {"route_percentage": 100.0, "cloudiness": 5.0}
+    assert r2.weather == {"cloudiness": 5.0}  # the same weather at 0 % and 100 % is static
     assert r2.scenarios == [{"name": "Accident_1", "type": "Accident",
                              "trigger_point": {"x": 427.2, "y": 6086.8, "z": 359.0, "yaw": 144.0}}]
 
