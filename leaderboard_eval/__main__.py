@@ -238,7 +238,7 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_intermixed_args(argv)  # overrides may come before or after flags
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     signal.signal(signal.SIGTERM, _raise_interrupt)  # a killed run still writes its results
@@ -259,6 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except _user_errors() as exc:
         message = " ".join(str(exc).split()) or type(exc).__name__
+        message = message.split(" Config search path:")[0]  # Hydra appends its search path
         print(f"leaderboard_eval: error: {message}", file=sys.stderr)
         return EXIT_USAGE
     from rich.console import Console
