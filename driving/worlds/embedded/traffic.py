@@ -64,6 +64,7 @@ class Traffic:
         self.excluded: set[str] = set()  # SUMO vehicles not to touch (ego, placed vehicles)
         self._n_added = 0
         self._next_jam_check = 0.0
+        self.removed_jammed = 0  # vehicles removed by the deadlock breaker this episode
         self._rebuild_meta(())
         self._define_types()
         self.vehicle_edges, self.pedestrian_edges = self._usable_edges()
@@ -183,6 +184,7 @@ class Traffic:
                 vehicle.remove(vid)
                 removed += 1
         if removed:
+            self.removed_jammed += removed
             log.debug("removed %d jammed vehicles at t=%.1f", removed, now)
         return removed
 

@@ -115,12 +115,19 @@ def test_world_never_stalls(make_world, grid_routes) -> None:
     for _ in range(200):
         world.step(VehicleControl(brake=1.0))
     assert world.tick().time == pytest.approx(200 * 0.05)
+    import libsumo
+
     for _ in range(400):  # circle off the road, then leave the town
         scene = world.step(VehicleControl(throttle=0.6, steer=0.4))
     for _ in range(600):
         scene = world.step(VehicleControl(throttle=1.0))
     assert scene.frame == 1200 and scene.route  # a Scene keeps coming, route projected as before
     assert world.tick().frame == 1200
+    # Off its route the SUMO ego is moved anywhere (keepRoute=2) and still sits at our front bumper.
+    fx, fy = libsumo.vehicle.getPosition("ego")
+    yaw = math.radians(scene.ego.yaw)
+    assert fx == pytest.approx(scene.ego.x + scene.ego.half_length * math.cos(yaw), abs=0.01)
+    assert -fy == pytest.approx(scene.ego.y + scene.ego.half_length * math.sin(yaw), abs=0.01)
 
 
 def test_a_second_world_closes_the_first(grid_routes) -> None:
@@ -173,3 +180,22 @@ def test_stop_sign_is_reported_and_cleared_after_stopping(make_world, stop_route
     assert first in approaches
     assert reported and max(reported) > 10.0
     assert cleared and 0.0 <= reported[-1] <= 5.0 and abs(scene.ego.speed) < 0.1
+
+
+def test_jammed_vehicles_are_removed_and_replaced(make_world, grid_routes) -> None:
+    import libsumo
+
+    world = make_world(n_vehicles=30, n_pedestrians=0, jam_timeout_s=5.0)
+    scene = world.reset(grid_routes[2], seed=6)
+    ahead = scene.route[30]
+    blocker = world.place_vehicle(ahead.x, ahead.y, scene.ego.yaw)  # parked in the ego's lane
+    for _ in range(600):
+        world.step(VehicleControl(brake=1.0))
+    assert world.traffic.removed_jammed > 0
+    waiting = [libsumo.vehicle.getWaitingTime(v) for v in libsumo.vehicle.getIDList()
+               if v.startswith("v")]
+    assert waiting and max(waiting) <= 5.0 + 1.0 + 1e-6
+    kinds = [a.kind for a in world.tick().actors]
+    assert kinds.count("vehicle") >= 27 + 1
+    assert any(a.id == blocker for a in world.tick().actors)
+    assert f"placed{blocker}" in libsumo.vehicle.getIDList()
