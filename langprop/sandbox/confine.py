@@ -3,15 +3,17 @@
 Layers, strongest first:
 - rlimits: RLIMIT_AS (memory), RLIMIT_CPU (SIGXCPU kills it), RLIMIT_CORE=0, RLIMIT_NPROC=0 (no fork,
   no threads) when ``max_processes == 0``;
-- as root, RLIMIT_NPROC never applies to uid 0, so the real uid becomes ``nobody`` (the limit is
-  checked against the real uid) and every capability is dropped, with no_new_privs so an exec cannot
-  regain them. The effective uid stays 0 because the interpreter lives under a 0700 home here and
-  lazy imports must still read it;
+- as root (RLIMIT_NPROC never applies to uid 0), every uid becomes ``nobody`` except the file-system
+  uid, and every capability is dropped (see :func:`_drop_root`): fork, signalling the trainer and
+  regaining root are then refused by the kernel, even through ctypes;
+- no_new_privs, so an exec could not gain privileges either;
 - Python entry points that start processes, signal others or change ids raise ``PermissionError``
-  with a clear message (``ctypes`` is made unimportable so the patches are not trivially bypassed).
+  with a clear message (a nicer error than EAGAIN; the kernel limits above are what hold).
 Together with the parent's SIGKILL of the whole process group this contains infinite loops, memory
-and fork bombs and exit attempts of ordinary (LLM-written) code. It is not a jail against a
-deliberate attacker: file-system access is the worker's uid's; run the trainer in a container.
+and fork bombs and exit attempts. It is not a file-system jail: a policy reads and writes files with
+the trainer's file-system uid (run the trainer in a container). When the trainer does not run as
+root, ids cannot change: the kernel still refuses fork (RLIMIT_NPROC=0), but signals to same-uid
+processes are only refused at the Python level.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import logging
 import os
 import resource
 import signal
-import sys
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,9 @@ log = logging.getLogger(__name__)
 NOBODY_UID = 65534
 _PR_SET_PDEATHSIG = 1
 _PR_SET_DUMPABLE = 4
+_PR_SET_KEEPCAPS = 8
 _PR_SET_NO_NEW_PRIVS = 38
+_CAP_SETUID = 7
 _CAP_VERSION_3 = 0x20080522
 
 
@@ -78,12 +81,8 @@ def set_parent_undumpable() -> bool:
         return False
 
 
-def _drop_root(libc: Any) -> None:
-    """Real uid → nobody (so RLIMIT_NPROC counts against it), then drop every capability."""
+def _capset(libc: Any, bits: int) -> None:
     import ctypes
-
-    os.setgroups([])
-    os.setresuid(NOBODY_UID, 0, 0)
 
     class _Header(ctypes.Structure):
         _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
@@ -92,8 +91,26 @@ def _drop_root(libc: Any) -> None:
         _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
 
     header, data = _Header(_CAP_VERSION_3, 0), (_Data * 2)()
+    data[0].effective = data[0].permitted = bits
     if libc.capset(ctypes.byref(header), data) != 0:
         raise OSError(ctypes.get_errno(), "capset failed")
+
+
+def _drop_root(libc: Any) -> None:
+    """Every uid → nobody, except the file-system uid (0), then no capabilities at all.
+
+    The kernel then refuses fork/clone (RLIMIT_NPROC counts the real uid, and no capability exempts
+    us), signals to the trainer and zygote (different uid), and any way back to uid 0 (setfsuid
+    cannot change the others). File access stays root's so lazy imports can read the interpreter's
+    files, which live under a 0700 home here.
+    """
+    libc.prctl(_PR_SET_KEEPCAPS, 1, 0, 0, 0)
+    os.setgroups([])
+    os.setresuid(NOBODY_UID, NOBODY_UID, NOBODY_UID)
+    _capset(libc, 1 << _CAP_SETUID)  # kept in the permitted set by KEEPCAPS: just long enough for setfsuid
+    libc.setfsuid(0)
+    _capset(libc, 0)
+    libc.prctl(_PR_SET_KEEPCAPS, 0, 0, 0, 0)
 
 
 def _denied(what: str) -> Any:
@@ -130,8 +147,6 @@ def _patch_python_entry_points(allow_processes: bool) -> None:
             if hasattr(module, name):
                 setattr(module, name, _denied(f"os.{name}"))
     signal.pthread_kill = _denied("signal.pthread_kill")
-    for name in ("ctypes", "_ctypes", "ctypes.util"):
-        sys.modules[name] = None  # type: ignore[assignment]
 
 
 def confine_child(memory_mb: int, cpu_s: int, max_processes: int) -> None:

@@ -139,7 +139,7 @@ class SandboxPool:
         collect()
         self.stats["calls"] += total
         message = f"the batch deadline of {self.limits.batch_deadline_s}s passed before this call ran"
-        return [[r if r is not None else CallResult("timeout", error_type="Timeout", error_message=message)
+        return [[r if r is not None else CallResult("timeout", error_type="BatchDeadline", error_message=message)
                  for r in row] for row in results]
 
     def _expire(self, deadline: float | None) -> None:
@@ -147,7 +147,7 @@ class SandboxPool:
         log.warning("sandbox batch deadline of %ss exceeded; killing running calls", self.limits.batch_deadline_s)
         message = f"the batch deadline of {self.limits.batch_deadline_s}s passed; the call was killed"
         for w in self.workers:
-            w.kill_session("timeout", message)
+            w.kill_session("timeout", message, "BatchDeadline")
         drive(self.workers, until=lambda: all(w.session is None for w in self.workers),
               deadline=time.monotonic() + 10.0)
 

@@ -37,7 +37,8 @@ _ENV_KEEP = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "SYSTEMROOT")
 _SECRET = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH)|^(OPENAI|ANTHROPIC|AWS|AZURE|HF)_", re.I)
 _START_TIMEOUT_S = 120.0
 _SESSION_SLACK_S = 2.0
-_POLL_S = 0.02  # compile + module-level code, on top of n_calls * call_timeout
+_POLL_S = 0.02
+_MAX_RESTARTS_IN_A_ROW = 5  # compile + module-level code, on top of n_calls * call_timeout
 
 
 def worker_env() -> dict[str, str]:
@@ -71,7 +72,7 @@ class _Session:
     pending: list[int] = field(default_factory=list)  # sent, not yet answered, in order
     pid: int | None = None
     deadline: float = 0.0  # hard bound independent of what the (untrusted) progress page says
-    kill: tuple[str, str] | None = None  # (status, message) for the running call once we killed it
+    kill: tuple[str, str, str] | None = None  # (status, error type, message) for the running call once killed
     ended: bool = False  # "end" sent: a clean exit is expected once pending is empty
     discard: bool = False  # the result stream is corrupt; ignore it until the session ends
 
@@ -88,6 +89,7 @@ class Worker:
         self.completed: list[tuple[int, CallResult]] = []
         self.unfinished: list[int] = []
         self.restarts = 0
+        self.failures_in_a_row = 0
 
     # ---- process lifecycle -------------------------------------------------------------------
     def spawn(self) -> None:
@@ -147,6 +149,9 @@ class Worker:
         self.close()
         self.session = None
         self.restarts += 1
+        self.failures_in_a_row += 1
+        if self.failures_in_a_row > _MAX_RESTARTS_IN_A_ROW:
+            raise SandboxError(f"sandbox worker died {self.failures_in_a_row} times in a row; giving up")
         self.spawn()
 
     # ---- sessions ----------------------------------------------------------------------------
@@ -173,12 +178,12 @@ class Worker:
         self.session.ended = True
         self.outbox += frame(dumps(("end",)))
 
-    def kill_session(self, status: str, message: str) -> None:
-        """SIGKILL the session's process group; the running call gets (status, message)."""
+    def kill_session(self, status: str, message: str, error_type: str | None = None) -> None:
+        """SIGKILL the session's process group; the running call gets (status, error type, message)."""
         s = self.session
         if s is None or s.kill is not None:
             return
-        s.kill = (status, message)
+        s.kill = (status, error_type or _ERROR_TYPE[status], message)
         if s.pid is not None:
             _killpg(s.pid)
 
@@ -210,7 +215,7 @@ class Worker:
             log.warning("sandbox session sent a corrupt result stream: %s", exc)
             s.discard = True
             self.res_buf.clear()
-            self.kill_session("crash", f"the worker sent a corrupt or oversized message ({exc})")
+            self.kill_session("crash", f"the worker sent a corrupt or oversized message ({exc})", "ProtocolError")
         if eof:
             self._zygote_died()
 
@@ -255,17 +260,19 @@ class Worker:
         if not s.discard:
             self._read_results()  # the process is dead: everything it wrote is in the pipe now
         self.res_buf.clear()
+        if not s.pending and code == 0:
+            self.failures_in_a_row = 0
         if s.pending:
             if s.kill is not None:
-                status, message = s.kill
+                self._finish_running(*s.kill)
             elif sig is not None:
-                status, message = "crash", f"the policy process was {_signal_reason(sig, self.limits)}"
+                self._finish_running("crash", "WorkerCrash", f"the policy process was {_signal_reason(sig, self.limits)}")
             else:
-                status, message = "crash", f"the policy process exited with status {code} before answering (os._exit?)"
-            self._finish_running(status, message)
+                self._finish_running("crash", "WorkerCrash",
+                                     f"the policy process exited with status {code} before answering (os._exit?)")
         self.session = None
 
-    def _finish_running(self, status: str, message: str) -> None:
+    def _finish_running(self, status: str, error_type: str, message: str) -> None:
         """The running call (per the progress page, else the first pending) gets the verdict; the rest
         are handed back."""
         s = self.session
@@ -274,7 +281,7 @@ class Worker:
         running = index if index in s.pending else s.pending[0]
         elapsed = time.monotonic() - start if index == running else 0.0
         s.pending.remove(running)
-        self.completed.append((running, CallResult(status=status, error_type=_ERROR_TYPE[status],  # type: ignore[arg-type]
+        self.completed.append((running, CallResult(status=status, error_type=error_type,  # type: ignore[arg-type]
                                                    error_message=message, duration_s=elapsed)))
         self.unfinished.extend(s.pending)
         s.pending.clear()
@@ -282,9 +289,13 @@ class Worker:
     def _zygote_died(self) -> None:
         if self.proc is not None and not self.ready:
             self._fail_start("the process exited during start-up")
-        if self.session is not None and self.session.pending:
-            status, message = self.session.kill or ("crash", "the sandbox worker died")
-            self._finish_running(status, message)
+        s = self.session
+        if s is not None and s.pending:
+            if s.pid is None and s.kill is None:  # died before running anything: not the policy's fault
+                self.unfinished.extend(s.pending)
+                s.pending.clear()
+            else:
+                self._finish_running(*(s.kill or ("crash", "WorkerCrash", "the sandbox worker died")))
         self.restart()
 
     # ---- time ------------------------------------------------------------------------------

@@ -77,24 +77,26 @@ def test_fork_bomb_is_refused(pool: SandboxPool) -> None:
     assert r.status == "exception" and r.error_type == "PermissionError" and "fork" in r.error_message
 
 
-def test_fork_through_libc_is_refused_by_the_kernel(pool: SandboxPool) -> None:
-    # Undoes the Python-level ctypes ban and calls libc's fork directly: RLIMIT_NPROC must hold.
-    (r,) = run_hostile(pool, """
-        import sys
+def test_fork_and_root_through_libc_are_refused_by_the_kernel(pool: SandboxPool) -> None:
+    # ctypes bypasses every Python-level patch: the kernel limits must hold on their own.
+    results = run_hostile(pool, """
+        import ctypes
         def f(x):
-            for name in ("ctypes", "_ctypes", "ctypes.util"):
-                sys.modules.pop(name, None)
-            import ctypes
             libc = ctypes.CDLL(None)
+            regained = libc.setresuid(0, 0, 0)
             pid = libc.fork()
             if pid == 0:
                 libc._exit(0)
-            return pid
-        """)
-    assert r.status == "ok" and r.output == -1, r
+            return pid, regained, libc.kill(x, 0)
+        """, [{"x": os.getpid()}])
+    assert results[0].status == "ok", results[0]
+    pid, regained, signalled = results[0].output
+    assert pid == -1
+    if os.geteuid() == 0:  # as root, ids are dropped: no way back, no signals to the trainer
+        assert regained == -1 and signalled == -1
 
 
-@pytest.mark.parametrize("code", ["subprocess.run(['true'])", "os.system('true')", "import ctypes",
+@pytest.mark.parametrize("code", ["subprocess.run(['true'])", "os.system('true')",
                                   "threading.Thread(target=print).start()"])
 def test_process_and_thread_entry_points_are_refused(pool: SandboxPool, code: str) -> None:
     (r,) = run_hostile(pool, f"import os, subprocess, threading\ndef f(x):\n    {code}\n")
