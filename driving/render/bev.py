@@ -89,6 +89,28 @@ def oriented_box_corners(x: np.ndarray, y: np.ndarray, yaw_deg: np.ndarray, half
         np.stack([x - fx - rx, y - fy - ry], -1), np.stack([x - fx + rx, y - fy + ry], -1)], axis=-2)
 
 
+def _stop_line_ends(lines: Sequence[StopLineLike]) -> np.ndarray:
+    """(N, 2, 2) world end points of each stop line's bar. A lane with several light links (left,
+    straight, right) has one line per link at the same place: each gets its own part of the bar, in
+    order, so a red straight next to a green left turn stays visible."""
+    if not lines:
+        return np.zeros((0, 2, 2))
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, line in enumerate(lines):
+        groups.setdefault((round(line.x * 2), round(line.y * 2)), []).append(i)
+    ends = np.zeros((len(lines), 2, 2))
+    for members in groups.values():
+        n = len(members)
+        for k, i in enumerate(members):
+            line = lines[i]
+            r = math.radians(line.yaw)
+            across = np.array([-math.sin(r), math.cos(r)]) * line.half_width  # towards the lane's right
+            centre = np.array([line.x, line.y])
+            ends[i, 0] = centre - across + across * (2.0 * k / n)
+            ends[i, 1] = centre - across + across * (2.0 * (k + 1) / n)
+    return ends
+
+
 class BEVRenderer:
     """Renders ego-centred BEV frames of one town; reuse it across routes with ``set_route``."""
 
@@ -101,10 +123,7 @@ class BEVRenderer:
         lines = list(stop_lines)
         self._stop_lines = lines
         self._stop_xy = np.array([(s.x, s.y) for s in lines], dtype=np.float64).reshape(-1, 2)
-        yaw = np.radians([s.yaw for s in lines]).reshape(-1)
-        half = np.array([s.half_width for s in lines], dtype=np.float64).reshape(-1)
-        across = np.stack([-np.sin(yaw), np.cos(yaw)], axis=1) * half[:, None]
-        self._stop_ends = np.stack([self._stop_xy - across, self._stop_xy + across], axis=1)  # (N, 2, 2)
+        self._stop_ends = _stop_line_ends(lines)  # (N, 2, 2)
         self._route_xy = np.zeros((0, 2))
         self._route_index = 0
         if route is not None:
@@ -222,9 +241,11 @@ class BEVRenderer:
 
     def _draw_hud(self, frame: np.ndarray, tick: WorldTick, route_completion: float | None,
                   events: Sequence[EventLike]) -> None:
+        c = tick.control
         lines = [f"t {tick.time:6.1f} s  v {tick.ego.speed * 3.6:5.1f} km/h"]
         rc = "-" if route_completion is None else f"{route_completion:5.1f}%"
         lines.append(f"RC {rc}  infractions {len(events)}")
+        lines.append(f"thr {c.throttle:.2f} brk {c.brake:.2f} str {c.steer:+.2f}")
         if events:
             lines.append(f"last: {events[-1].kind}")
         scale = 0.35 * self.config.width / 256

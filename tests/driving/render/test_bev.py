@@ -104,6 +104,13 @@ def test_light_state_colours_and_stop_sign(cmap, ego, tmp_path):
     assert tuple(red[px(cfg, -15.0, 0.0)]) == pal.stop_sign
     unknown = bev.render(make_tick(ego, lights={}))  # no state known -> drawn as 'off'
     assert tuple(unknown[px(cfg, 15.0, 0.0)]) == pal.light["off"]
+    # Two links of one lane (say left turn and straight) share the stop line: each gets half the bar.
+    links = [Line("C1_1", "traffic_light", *ahead(ego, 15.0, 0.0), ego.yaw, 1.6),
+             Line("C1_2", "traffic_light", *ahead(ego, 15.0, 0.0), ego.yaw, 1.6)]
+    both = BEVRenderer(cmap, stop_lines=links, config=cfg, cache_dir=tmp_path).render(
+        make_tick(ego, lights={"C1_1": "green", "C1_2": "red"}))
+    assert tuple(both[px(cfg, 15.0, -1.0)]) == pal.light["green"]
+    assert tuple(both[px(cfg, 15.0, 1.0)]) == pal.light["red"]
 
 
 def test_route_events_and_hud(cmap, ego, tmp_path):
