@@ -166,3 +166,23 @@ def test_driver_setup_failure_and_bad_control_end_only_their_route(short_routes,
     results = run_routes(short_routes[:2], world_config, BadControl, checkpoint_path=tmp_path / "b.json",
                          progress=False)
     assert results["_checkpoint"]["records"][1]["status"] == "Failed - Agent crashed"
+
+
+def test_leaderboard_1_0_records_and_resume_with_repetitions(short_routes, world_config, tmp_path):
+    path = tmp_path / "r.json"
+    results = run_routes(short_routes[:1], world_config, Pursuit, version="1.0", checkpoint_path=path,
+                         repetitions=2, progress=False)
+    records = results["_checkpoint"]["records"]
+    assert [r["route_id"] for r in records] == ["RouteScenario_0", "RouteScenario_0"]  # 1.0 ids have no rep
+    assert [r["index"] for r in records] == [0, 1]
+    assert len(results["labels"]) == 12 and "num_infractions" not in records[0]
+    made: list[str] = []
+
+    class Counting(Pursuit):
+        def reset(self, route):
+            made.append(route.id)
+            super().reset(route)
+
+    again = run_routes(short_routes[:1], world_config, Counting, version="1.0", checkpoint_path=path,
+                       repetitions=2, resume=True, progress=False)
+    assert made == [] and again["_checkpoint"]["records"] == records
