@@ -52,6 +52,8 @@ class _Lane:
     is_junction: bool
     start_xy: tuple[float, float]
     end_xy: tuple[float, float]
+    start_yaw: float = 0.0
+    end_yaw: float = 0.0
     option: RoadOption = RoadOption.LANEFOLLOW
 
     @property
@@ -109,9 +111,8 @@ class RoutePlanner:
             s0, s1 = self._ranges[(key[0], key[1])]
             start, end = (s0, s1) if key[2] < 0 else (s1, s0)
             a, b = self._wp(key, start) or wp, self._wp(key, end) or wp
-            lane = _Lane(key, start, end, wp.is_junction, _xy(a), _xy(b))
-            if wp.is_junction:
-                lane.option = turn_option(a.transform.rotation.yaw, b.transform.rotation.yaw)
+            lane = _Lane(key, start, end, wp.is_junction, _xy(a), _xy(b), a.transform.rotation.yaw,
+                         b.transform.rotation.yaw)
             self.lanes[key] = lane
         return lane
 
@@ -123,6 +124,13 @@ class RoutePlanner:
             a, b = self._lane(entry), self._lane(successor)
             if a.key != b.key:
                 follows.append((a.key, b.key))
+        # Turn labels as the leaderboard planner: heading at the end of the lane entering the junction
+        # vs heading at the end of the connector (connector geometry alone can be a misleading chord).
+        entering = {b: a for a, b in sorted(follows) if not self.lanes[a].is_junction}
+        for key, lane in self.lanes.items():
+            if lane.is_junction:
+                before = self.lanes.get(entering.get(key, key), lane)
+                lane.option = turn_option(before.end_yaw if before is not lane else lane.start_yaw, lane.end_yaw)
         changes: list[tuple[LaneKey, LaneKey, RoadOption]] = []
         for lane in list(self.lanes.values()):
             if lane.is_junction or lane.length < LANE_CHANGE_MIN_LANE:
@@ -256,8 +264,16 @@ class RoutePlanner:
         return [a + (b - a) * k / n for k in range(n + 1)]
 
     def _append(self, out: list[RouteWaypoint], point: RouteWaypoint) -> None:
-        if out and math.hypot(point.x - out[-1].x, point.y - out[-1].y) < 0.05:
+        gap = math.hypot(point.x - out[-1].x, point.y - out[-1].y) if out else 0.0
+        if out and gap < 0.05:
             return  # lane joins repeat the boundary point
+        if gap > self.resolution * 1.2:
+            # lanes that do not quite meet (seen on converted OSM maps): bridge the gap, keep ~1 m steps
+            prev, n = out[-1], math.ceil(gap / self.resolution)
+            for k in range(1, n):
+                f = k / n
+                out.append(dataclasses.replace(point, x=prev.x + f * (point.x - prev.x),
+                                               y=prev.y + f * (point.y - prev.y)))
         out.append(point)
 
     def _emit(self, out: list[RouteWaypoint], lane: _Lane, s_from: float, s_to: float) -> None:
