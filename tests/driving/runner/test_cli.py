@@ -111,3 +111,20 @@ def test_sigint_writes_results_so_far_and_exits_130(tmp_path, grid_town):
     done, total = data["_checkpoint"]["progress"]
     assert 1 <= done < total == 4
     assert data["entry_status"] == "Started"
+
+
+def test_flags_compose_into_the_hydra_config():
+    from leaderboard_eval.__main__ import build_parser, compose_config, flag_overrides
+
+    odd = "/tmp/my routes/it's [v2]=x.xml"
+    args = build_parser().parse_intermixed_args(
+        ["world.n_vehicles=7", "--routes", odd, "--routes-subset", "0-4,7", "--driver", "pkg.mod:MyDriver",
+         "--version", "2.1", "--resume", "--repetitions", "3", "--blocked-time", "9"])
+    cfg = compose_config(flag_overrides(args) + list(args.overrides))
+    assert cfg.routes.source == "file" and cfg.routes.file == odd
+    assert cfg.routes_subset == "0-4,7" and cfg.repetitions == 3 and cfg.resume is True
+    assert cfg.driver._target_ == "pkg.mod.MyDriver" and str(cfg.version) == "2.1"
+    assert cfg.world.n_vehicles == 7 and cfg.blocked_time_s == 9.0
+    default = compose_config([])
+    assert default.routes.source == "generated" and default.driver._target_ == "driving.drivers.RouteFollower"
+    assert default.blocked_time_s is None and default.resume is False  # the leaderboard's 180 s rule
