@@ -220,7 +220,9 @@ class BlockedCriterion:
     def update(self, tick: WorldTick) -> list[InfractionEvent]:
         if self.failed:
             return []
-        if abs(tick.ego.speed) < self.p.blocked_speed and self._last_valid is not None:
+        # The leaderboard tests "and self._time_last_valid_state" (truthiness): a state recorded at
+        # game time 0.0 counts as unset, so a route starting stopped starts the clock a tick later.
+        if abs(tick.ego.speed) < self.p.blocked_speed and self._last_valid:
             if tick.time - self._last_valid > self.p.blocked_time:
                 self.failed = True
                 x, y = tick.ego.x, tick.ego.y
