@@ -330,14 +330,16 @@ def run_routes(routes: Sequence[Route], world_config: Any, driver_factory: Calla
                version: str = "2.0", checkpoint_path: str | Path = "results.json",
                video_dir: str | Path | None = None, *, repetitions: int = 1, resume: bool = False,
                seed: int = 0, wall_time_limit_s: float | None = 900.0, blocked_time_s: float | None = None,
-               world_factory: WorldFactory | None = None, progress: bool = True) -> dict[str, Any]:
+               world_factory: WorldFactory | None = None, progress: bool = True,
+               on_record: Callable[[Any], None] | None = None) -> dict[str, Any]:
     """Run every route ``repetitions`` times and return the results dict (also in ``checkpoint_path``).
 
     ``world_config`` is an ``EmbeddedWorldConfig`` (ignored when ``world_factory`` is given);
     ``driver_factory()`` makes a fresh driver per route. ``results.json`` is rewritten atomically
     after every route; with ``resume`` routes already recorded there are skipped. ``blocked_time_s``
     overrides the leaderboard's 180 s blocked rule (tests); ``video_dir`` asks for a BEV MP4 and an
-    overview PNG per route (nothing is rendered otherwise).
+    overview PNG per route (nothing is rendered otherwise). ``on_record(record)`` receives each new
+    ``RouteRecord`` with its ``events`` (positions, frames; results.json keeps only the messages).
     """
     from driving.criteria.events import check_version
     from leaderboard_eval.results import read_records, write_results
@@ -393,6 +395,8 @@ def run_routes(routes: Sequence[Route], world_config: Any, driver_factory: Calla
                                               wall_time_limit_s, blocked_time_s, video, on_tick)
                 records[job.index] = record
                 results = save()
+                if on_record is not None:
+                    on_record(record)
                 bar.update(task, advance=1, info=record.status)
                 log.info("%s: %s (DS %.2f)", record.route_id, record.status, record.driving_score)
                 if rebuild:

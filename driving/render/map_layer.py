@@ -26,7 +26,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 LAYER_VERSION = 1  # bump when the drawing changes so disk caches are rebuilt
-MAX_LAYER_PIXELS = 8192  # per side; larger towns get a coarser layer
+MAX_LAYER_PIXELS = 4096  # per side (<= 48 MiB RGB); larger towns get a coarser layer
 
 
 @dataclass(frozen=True)

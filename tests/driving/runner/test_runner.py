@@ -35,10 +35,13 @@ def test_routes_complete_and_results_json_has_the_leaderboard_shape(short_routes
 
 
 def test_crashing_driver_fails_its_route_and_the_next_one_runs(short_routes, world_config, tmp_path):
+    seen = []
     results = run_routes(short_routes[:2], world_config, lambda: CrashOn({"0"}), checkpoint_path=tmp_path / "r.json",
-                         progress=False)
+                         progress=False, on_record=seen.append)
     first, second = results["_checkpoint"]["records"]
     assert first["status"] == "Failed - Agent crashed"
+    assert [r.route_id for r in seen] == ["RouteScenario_0_rep0", "RouteScenario_1_rep0"]
+    assert all(isinstance(r.events, list) for r in seen)
     assert first["scores"]["score_route"] < 100
     assert second["status"] in ("Completed", "Perfect")
 
