@@ -376,9 +376,8 @@ def run_routes(routes: Sequence[Route], world_config: Any, driver_factory: Calla
                 if job.index in records:
                     continue
                 if world is None or world_town != job.route.town:
-                    if world is not None:
-                        world.close()
-                        world = None
+                    _close_quietly(world)
+                    world = None
                     world = factory(job.route.town)
                     world_town = job.route.town
                 bar.update(task, description=job.record_id(version))
@@ -400,16 +399,25 @@ def run_routes(routes: Sequence[Route], world_config: Any, driver_factory: Calla
                 bar.update(task, advance=1, info=record.status)
                 log.info("%s: %s (DS %.2f)", record.route_id, record.status, record.driving_score)
                 if rebuild:
-                    world.close()
+                    _close_quietly(world)
                     world = None
         except KeyboardInterrupt:
             log.warning("interrupted: %d of %d routes recorded in %s", len(records), len(jobs), checkpoint)
             save()
             raise
         finally:
-            if world is not None:
-                world.close()
+            _close_quietly(world)
     return results
+
+
+def _close_quietly(world: World | None) -> None:
+    """Close a world that may be broken (after a crash): a failing close must not end the run."""
+    if world is None:
+        return
+    try:
+        world.close()
+    except Exception as exc:  # noqa: BLE001
+        log.warning("closing the world failed: %r", exc)
 
 
 def _resume_key(route_id: str, index: int, version: str, repetitions: int) -> str:
