@@ -2,7 +2,8 @@
 
 ``python -m driving.routes generate --town grid_tls --seed 0 --count 50 --min-length 100 --max-length 500
 --out routes/ [--format 2.x]`` writes ``<town>_<split>.xml`` per split;
-``python -m driving.routes check FILE`` reads a route file and traces every route on its town.
+``python -m driving.routes check FILE`` reads a route file and traces every route on its town;
+``python -m driving.routes bench [--towns ...] [--count 50]`` prints build / planning timings.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 
 from driving.routes.planner import NoRouteError, RoutePlanner
 from driving.routes.route_sets import RouteSetError, generate_route_set, write_route_set
 from driving.routes.route_xml import FORMATS, RouteFileError, read_routes
-from driving.towns import TownBuildError, UnknownTownError, get_town
+from driving.towns import BUILTIN_TOWNS, TownBuildError, UnknownTownError, get_town
 
 
 def _splits(text: str) -> dict[str, float]:
@@ -40,9 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--out", required=True, help="output directory")
     check = sub.add_parser("check", help="read a route file and trace its routes")
     check.add_argument("file")
+    bench = sub.add_parser("bench", help="time town build/cache, map load, planner build and route planning")
+    bench.add_argument("--towns", nargs="+", default=None, help="default: every built-in town")
+    bench.add_argument("--count", type=int, default=50)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
+        if args.command == "bench":
+            return _bench(args.towns or sorted(BUILTIN_TOWNS), args.count)
         if args.command == "generate":
             town = get_town(args.town)
             sets = generate_route_set(town, args.seed, args.count, args.min_length, args.max_length, args.splits)
@@ -64,6 +71,28 @@ def main(argv: list[str] | None = None) -> int:
     except (RouteFileError, RouteSetError, UnknownTownError, TownBuildError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
+
+
+def _bench(names: list[str], count: int) -> int:
+    for name in names:
+        t0 = time.perf_counter()
+        town = get_town(name)
+        t1 = time.perf_counter()
+        cmap = town.load_map()
+        t2 = time.perf_counter()
+        planner = RoutePlanner(cmap)
+        t3 = time.perf_counter()
+        routes = [r for split in generate_route_set(town, 0, count, 100.0, 500.0).values() for r in split]
+        t4 = time.perf_counter()
+        for route in routes:
+            planner.plan(route)
+        t5 = time.perf_counter()
+        metres = sum(r.length for r in routes)
+        sys.stdout.write(
+            f"{name:12s} town {'built' if town.built else 'cached'} {1e3 * (t1 - t0):6.0f} ms | map {1e3 * (t2 - t1):4.0f} ms"
+            f" | planner {1e3 * (t3 - t2):4.0f} ms | {count} routes {t4 - t3:5.2f} s | plan "
+            f"{1e3 * (t5 - t4) / len(routes):5.1f} ms/route, {metres / max(t5 - t4, 1e-9) / 1e3:5.1f} km/s\n")
+    return 0
 
 
 if __name__ == "__main__":
