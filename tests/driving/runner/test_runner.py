@@ -189,3 +189,25 @@ def test_leaderboard_1_0_records_and_resume_with_repetitions(short_routes, world
     again = run_routes(short_routes[:1], world_config, Counting, version="1.0", checkpoint_path=path,
                        repetitions=2, resume=True, progress=False)
     assert made == [] and again["_checkpoint"]["records"] == records
+
+
+def test_routes_in_two_towns_switch_worlds(short_routes, world_config, stop_town, tmp_path):
+    from tests.driving.runner.conftest import lane_route
+
+    other = lane_route(stop_town.load_map(), "9", 5)
+    other = Route("9", "grid_stop", other.keypoints, other.dense)
+    towns: list[str] = []
+
+    def factory(town: str):
+        from dataclasses import replace
+
+        from driving.worlds.embedded import EmbeddedWorld
+
+        towns.append(town)
+        return EmbeddedWorld(replace(world_config, town=town))
+
+    results = run_routes([short_routes[0], other], world_config, Pursuit, checkpoint_path=tmp_path / "r.json",
+                         world_factory=factory, progress=False)
+    assert towns == ["grid_tls", "grid_stop"]
+    assert [r["meta"]["route_length"] for r in results["_checkpoint"]["records"]] == [44.0, 44.0]
+    assert all(r["status"] != "Failed - Simulation crashed" for r in results["_checkpoint"]["records"])
