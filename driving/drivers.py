@@ -8,10 +8,12 @@ vehicle or pedestrian in its path.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -52,8 +54,14 @@ class RouteFollowerConfig:
 class RouteFollower:
     """A simple route-following driver (see the module docstring)."""
 
-    def __init__(self, config: RouteFollowerConfig | None = None, dt: float = 0.05) -> None:
-        self.config = config or RouteFollowerConfig()
+    def __init__(self, config: RouteFollowerConfig | Mapping[str, Any] | None = None, dt: float = 0.05,
+                 **overrides: Any) -> None:
+        """``config`` as a dataclass or a mapping (e.g. from Hydra); keyword overrides win."""
+        if config is None or isinstance(config, Mapping):
+            config = RouteFollowerConfig(**{**dict(config or {}), **overrides})
+        elif overrides:
+            config = dataclasses.replace(config, **overrides)
+        self.config = config
         self.speed_controller = SpeedController(dt=dt)
         self.target_speed = 0.0  # last target, for inspection
 

@@ -54,6 +54,8 @@ class SceneBuilder:
         self.cleared: set[str] = set()
         self._light = 0  # index of the first route light not yet passed
         self.route_offset = 0.0  # distance of the ego's centre from the route at the last build, m
+        self._route_pose: tuple[float, float, float] | None = None
+        self._route_cache: tuple[list[RoutePoint], RoutePoint | None] = ([], None)
 
     def build(self, frame: int, time: float, ego: EgoState, actors: ActorTable,
               tls_states: Callable[[str], str]) -> Scene:
@@ -63,20 +65,15 @@ class SceneBuilder:
         yaw_r = math.radians(ego.yaw)
         c, sn = math.cos(yaw_r), math.sin(yaw_r)
 
-        # Route ahead: the projection point, then the dense points up to the horizon.
-        end = int(np.searchsorted(track.s, s + cfg.route_horizon, side="right"))
-        idx = np.arange(seg + 1, max(end, seg + 1))
-        px, py = track.point_at(s)
-        xs = np.concatenate([[px], track.xy[idx, 0]])
-        ys = np.concatenate([[py], track.xy[idx, 1]])
-        dist = np.concatenate([[0.0], track.s[idx] - s])
-        dx, dy = xs - ego.x, ys - ego.y
-        ex, ey = c * dx + sn * dy, -sn * dx + c * dy
-        options = track.options
-        labels = [options[seg]] + [options[i] for i in idx.tolist()]
-        route = [RoutePoint(x, y, a, b, d, o) for x, y, a, b, d, o in
-                 zip(xs.tolist(), ys.tolist(), ex.tolist(), ey.tolist(), dist.tolist(), labels, strict=True)]
-        target = next((p for p in route if p.distance >= cfg.target_distance), None)
+        # Route ahead: the projection point, then the dense points up to the horizon. A stopped ego
+        # (same pose) sees the same route: reuse the previous points (they are read-only).
+        pose = (ego.x, ego.y, ego.yaw)
+        if pose == self._route_pose:
+            route, target = self._route_cache
+        else:
+            route = self._route_points(seg, s, ego.x, ego.y, c, sn)
+            target = next((p for p in route if p.distance >= cfg.target_distance), None)
+            self._route_pose, self._route_cache = pose, (route, target)
 
         vehicles, pedestrians = self._actors(ego, c, sn, actors)
 
@@ -111,6 +108,21 @@ class SceneBuilder:
             speed_limit=float(track.speed_limit[near]), in_junction=in_junction,
             distance_to_junction=to_junction,
         )
+
+    def _route_points(self, seg: int, s: float, x: float, y: float, c: float, sn: float) -> list[RoutePoint]:
+        track = self.track
+        end = int(np.searchsorted(track.s, s + self.config.route_horizon, side="right"))
+        idx = np.arange(seg + 1, max(end, seg + 1))
+        px, py = track.point_at(s)
+        xs = np.concatenate([[px], track.xy[idx, 0]])
+        ys = np.concatenate([[py], track.xy[idx, 1]])
+        dist = np.concatenate([[0.0], track.s[idx] - s])
+        dx, dy = xs - x, ys - y
+        ex, ey = c * dx + sn * dy, -sn * dx + c * dy
+        options = track.options
+        labels = [options[seg]] + [options[i] for i in idx.tolist()]
+        return [RoutePoint(*row) for row in
+                zip(xs.tolist(), ys.tolist(), ex.tolist(), ey.tolist(), dist.tolist(), labels, strict=True)]
 
     def _actors(self, ego: EgoState, c: float, sn: float, actors: ActorTable) -> tuple[list[Actor], list[Actor]]:
         data = actors.data

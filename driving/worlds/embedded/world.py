@@ -57,6 +57,7 @@ class EmbeddedWorldConfig:
     perception_radius: float = 50.0
     seed: int = 0
     sumo_step_length: float = 0.05
+    sumo_action_step: float = 0.1  # s between SUMO drivers' decisions (reaction time of background traffic)
     route_horizon: float = 100.0
     jam_timeout_s: float = 60.0
     cache_dir: str | None = None
@@ -66,7 +67,7 @@ class EmbeddedWorldConfig:
         for name in ("n_vehicles", "n_pedestrians", "jaywalkers"):
             if int(getattr(self, name)) < 0:
                 raise EmbeddedWorldError(f"EmbeddedWorldConfig.{name} must be >= 0, got {getattr(self, name)!r}")
-        for name in ("perception_radius", "sumo_step_length", "route_horizon", "jam_timeout_s"):
+        for name in ("perception_radius", "sumo_step_length", "sumo_action_step", "route_horizon", "jam_timeout_s"):
             if not float(getattr(self, name)) > 0:
                 raise EmbeddedWorldError(f"EmbeddedWorldConfig.{name} must be > 0, got {getattr(self, name)!r}")
 
@@ -98,9 +99,12 @@ class EmbeddedWorld(World):
 
     def reset(self, route: Route, seed: int | None = None) -> Scene:
         self._check_open()
+        if route.town and route.town != self.town.name:
+            raise EmbeddedWorldError(
+                f"route {route.id!r} is in town {route.town!r} but this world runs town {self.town.name!r}")
         session.claim(self, self.close)
         seed = self.config.seed if seed is None else int(seed)
-        sumo = session.start(SumoOptions(self.town.net_file, seed, self.dt))
+        sumo = session.start(SumoOptions(self.town.net_file, seed, self.dt, self.config.sumo_action_step))
         self._sumo = sumo
         self._rng = np.random.default_rng(seed)
         self._ids = itertools.count(1)
@@ -286,10 +290,15 @@ class EmbeddedWorld(World):
             sumo.vehicletype.setMaxSpeed("ego_t", 60.0)
         route_id = f"ego_route{self._ego_routes}"
         self._ego_routes += 1
-        sumo.route.add(route_id, self.track.edges)
-        sumo.vehicle.add(EGO_SUMO_ID, route_id, typeID="ego_t", departPos="0", departLane="best")
-        sumo.vehicle.setSpeedMode(EGO_SUMO_ID, 0)
-        sumo.vehicle.setLaneChangeMode(EGO_SUMO_ID, 0)
+        try:
+            sumo.route.add(route_id, self.track.edges)
+            sumo.vehicle.add(EGO_SUMO_ID, route_id, typeID="ego_t", departPos="0", departLane="best")
+            sumo.vehicle.setSpeedMode(EGO_SUMO_ID, 0)
+            sumo.vehicle.setLaneChangeMode(EGO_SUMO_ID, 0)
+        except sumo.TraCIException as exc:
+            raise EmbeddedWorldError(
+                f"route {self.track.route.id!r}: SUMO rejected the ego on edges {self.track.edges}: {exc}"
+            ) from None
         self._ego_on_route = True
         self._sync_ego()
 

@@ -153,6 +153,9 @@ def test_bad_config_and_unplanned_route_raise_clear_errors(make_world, grid_rout
     unplanned = dataclasses.replace(grid_routes[0], dense=[])
     with pytest.raises(EmbeddedWorldError, match="plan it first"):
         world.reset(unplanned, seed=0)
+    elsewhere = dataclasses.replace(grid_routes[0], town="grid_stop")
+    with pytest.raises(EmbeddedWorldError, match="grid_stop"):
+        world.reset(elsewhere, seed=0)
 
 
 def test_stop_sign_is_reported_and_cleared_after_stopping(make_world, stop_routes) -> None:
