@@ -119,9 +119,8 @@ def cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
 
 
 def cmd_eval(args: argparse.Namespace, overrides: list[str]) -> int:
-    from langprop.evaluation import Evaluator
-
     from langprop.checkpoint import load_checkpoint
+    from langprop.evaluation import Evaluator
     from langprop.examples import get_example
     from langprop.sandbox import SandboxLimits, SandboxPool
 
@@ -140,7 +139,7 @@ def cmd_eval(args: argparse.Namespace, overrides: list[str]) -> int:
     limits = SandboxLimits(call_timeout_s=s.call_timeout_s, batch_deadline_s=s.batch_deadline_s,
                            memory_mb=s.memory_mb, cpu_s=s.cpu_s, stdout_cap_bytes=s.stdout_cap_bytes)
     with SandboxPool(n_workers=s.n_workers, limits=limits, harness=model.harness) as pool:
-        results = Evaluator(model.scorer, pool).evaluate(policies, samples)
+        results = Evaluator(model.scorer, pool, function_name=model.spec.name).evaluate(policies, samples)
     rows = []
     for rank, policy in enumerate(policies):
         evals = results[policy.id]
@@ -186,7 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"error: {exc}\n")
         return EXIT_USER_ERROR
     except LLMUnavailable as exc:
-        sys.stderr.write(f"error: LLM unavailable: {exc}\n")
+        message = str(exc) if str(exc).startswith("LLM unavailable") else f"LLM unavailable: {exc}"
+        sys.stderr.write(f"error: {message}\n")
         return EXIT_LLM_UNAVAILABLE
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")

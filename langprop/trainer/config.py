@@ -30,6 +30,7 @@ class TrainerConfig:
     seed: int = 0
     val_every: int = 1  # validate every N steps (0: only at the end)
     checkpoint_every: int = 1
+    keep_checkpoints: int | None = None  # keep only the newest N step dirs (None: all)
     max_steps: int | None = None  # stop after this many steps (resume continues from there)
     run_dir: str = "runs/langprop"
     progress: bool = True

@@ -115,7 +115,9 @@ class Trainer:
         else:
             self.metrics.truncate(-1)
             truncate_jsonl(self.run_dir / "failures.jsonl", -1)
-        evaluator = self._evaluator or self._build_evaluator()
+        if self._evaluator is None:
+            self._evaluator = self._build_evaluator()
+        evaluator = self._evaluator
         for cb in self.callbacks:
             cb.on_fit_start(self, self.step, total)
         self.stop_reason = "completed"
@@ -147,9 +149,11 @@ class Trainer:
                 self.stop_reason = f"max_steps={self.config.max_steps} reached"
         except BudgetExceeded as exc:
             self.stop_reason = f"LLM budget exhausted: {exc}"
-            self._stop_cleanly()
+            log.warning("stopping at the last completed step: %s", self.stop_reason)
+            self._stop_cleanly(keep_spent_usage=True)
         except KeyboardInterrupt:
             self.stop_reason = "interrupted"
+            log.warning("interrupted: stopping at the last completed step")
             self._stop_cleanly()
         except LLMError as exc:  # unreachable endpoint, replay miss: keep the last step, then report
             self.stop_reason = f"LLM error: {exc}"
@@ -363,7 +367,10 @@ class Trainer:
         snap = self._snapshot
         assert snap is not None
         extra = {"val_scores": snap["val_scores"], "llm_state": snap["llm"]}
-        path = save_checkpoint(self.checkpoint_dir, snap["step"], self.population, self.run_config, extra)
+        path = save_checkpoint(
+            self.checkpoint_dir, snap["step"], self.population, self.run_config, extra,
+            spec=self.model.spec, keep_last=self.config.keep_checkpoints,
+        )
         self._saved_step = snap["step"]
         for cb in self.callbacks:
             cb.on_checkpoint(self, snap["step"], path)
@@ -385,14 +392,21 @@ class Trainer:
         log.info("resumed from %s at step %d", self.checkpoint_dir, self.step)
         return True
 
-    def _stop_cleanly(self) -> None:
-        """Roll back to the last completed step and make sure a checkpoint of it exists."""
-        log.warning("stopping: %s", self.stop_reason)
+    def _stop_cleanly(self, keep_spent_usage: bool = False) -> None:
+        """Roll back to the last completed step and make sure a checkpoint of it exists.
+
+        With ``keep_spent_usage`` (budget exhausted) the checkpoint records the tokens really spent,
+        including those of the unfinished step, so a resumed run cannot overspend the budget.
+        """
         if self._snapshot is None:
             return
         self.population.load_state_dict(self._snapshot["population"])
         self.step = self._snapshot["step"]
         self.val_scores = self._snapshot["val_scores"]
+        spent = self._llm_state().get("usage")
+        if keep_spent_usage and spent is not None and spent != self._snapshot["llm"].get("usage"):
+            self._snapshot["llm"]["usage"] = spent
+            self._saved_step = None
         if self._saved_step != self.step:
             self._checkpoint(force=True)
 
@@ -403,6 +417,8 @@ class Trainer:
             except Exception:  # a broken callback must not hide the training result
                 log.exception("callback %r failed in on_fit_end", cb)
         if self._own_pool is not None:
+            if self._evaluator is not None:
+                self._evaluator.close()
             self._own_pool.close()
             self._own_pool = None
             self._evaluator = None
@@ -422,7 +438,6 @@ class Trainer:
 
     def _build_evaluator(self) -> Any:
         from langprop.evaluation import Evaluator
-
         from langprop.sandbox import SandboxLimits, SandboxPool
 
         s = self.sandbox
@@ -434,7 +449,10 @@ class Trainer:
             stdout_cap_bytes=s.stdout_cap_bytes,
         )
         self._own_pool = SandboxPool(n_workers=s.n_workers, limits=limits, harness=self.model.harness)
-        return Evaluator(self.model.scorer, self._own_pool, cache_path=self.run_dir / "eval_cache.sqlite")
+        return Evaluator(
+            self.model.scorer, self._own_pool, cache_path=self.run_dir / "eval_cache.sqlite",
+            function_name=self.model.spec.name,
+        )
 
     def _rel(self, path: str | None) -> str | None:
         """Paths in lineage are relative to the run dir, so two run dirs give identical checkpoints."""

@@ -165,5 +165,5 @@ def test_budget_exhausted_stops_cleanly_with_a_checkpoint(tmp_path):
     assert "budget" in trainer.stop_reason
     data = load_checkpoint(tmp_path / "checkpoints")
     assert data.step == trainer.step < 3
-    assert data.extra["llm_state"]["usage"]["calls"] >= 1
+    assert data.extra["llm_state"]["usage"]["counts"]["calls"] >= 1
     assert json.loads((tmp_path / "run_state.json").read_text())["stop_reason"].startswith("LLM budget")
