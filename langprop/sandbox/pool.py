@@ -86,12 +86,24 @@ class SandboxPool:
         t0 = time.monotonic()
         deadline = t0 + self.limits.batch_deadline_s if self.limits.batch_deadline_s else None
         results: list[list[CallResult | None]] = [[None] * len(job[2]) for job in jobs]
-        blobs = [[encode_inputs((), kw, f"job {j} sample {i}") for i, kw in enumerate(job[2])]
-                 for j, job in enumerate(jobs)]
-        total = sum(len(b) for b in blobs)
+        # Each distinct inputs dict is encoded once and sent once per worker, however many policies use it.
+        sample_ids: dict[int, int] = {}
+        sample_blobs: list[bytes] = []
+        refs: list[list[int]] = []
+        for j, job in enumerate(jobs):
+            row = []
+            for i, kw in enumerate(job[2]):
+                if id(kw) not in sample_ids:
+                    sample_ids[id(kw)] = len(sample_blobs)
+                    sample_blobs.append(encode_inputs((), kw, f"job {j} sample {i}"))
+                row.append(sample_ids[id(kw)])
+            refs.append(row)
+        for w in self.workers:
+            w.reset_samples()
+        total = sum(len(r) for r in refs)
         chunk = max(1, math.ceil(total / (2 * self.n_workers)))
         queue: deque[tuple[int, list[int]]] = deque(
-            (j, list(range(len(b)))[k : k + chunk]) for j, b in enumerate(blobs) for k in range(0, len(b), chunk)
+            (j, list(range(len(r)))[k : k + chunk]) for j, r in enumerate(refs) for k in range(0, len(r), chunk)
         )
         where: dict[int, tuple[int, int]] = {}  # call id → (job, sample)
         next_id = 0
@@ -119,11 +131,12 @@ class SandboxPool:
             for w in self.workers:
                 if w.idle and queue:
                     j, idx = queue.popleft()
-                    calls = []
+                    calls: list[tuple[int, bytes | int]] = []
                     for i in idx:
                         where[next_id] = (j, i)
-                        calls.append((next_id, blobs[j][i]))
+                        calls.append((next_id, refs[j][i]))
                         next_id += 1
+                    w.send_samples([(refs[j][i], sample_blobs[refs[j][i]]) for i in idx])
                     w.open_session(jobs[j][0], jobs[j][1])
                     w.send_calls(calls)
                     w.end_session()

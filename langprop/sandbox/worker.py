@@ -10,6 +10,7 @@ the overdue call becomes ``timeout`` and the calls after it are handed back for 
 from __future__ import annotations
 
 import logging
+import math
 import mmap
 import os
 import re
@@ -69,7 +70,7 @@ def _signal_reason(sig: int, limits: SandboxLimits) -> str:
 
 @dataclass
 class _Session:
-    pending: list[int] = field(default_factory=list)  # sent, not yet answered, in order
+    pending: dict[int, None] = field(default_factory=dict)  # sent, not yet answered, in order
     pid: int | None = None
     deadline: float = 0.0  # hard bound independent of what the (untrusted) progress page says
     kill: tuple[str, str, str] | None = None  # (status, error type, message) for the running call once killed
@@ -111,6 +112,7 @@ class Worker:
         for fd in (self.cmd_fd, ctl_r, res_r):
             os.set_blocking(fd, False)
         self.ctl_buf, self.res_buf, self.outbox = bytearray(), bytearray(), bytearray()
+        self.samples_sent: set[int] = set()
         self.ready = False
         config = {"preload": list(self.preload), "harness": self.harness}
         self.outbox += frame(dumps(("init", config)))
@@ -161,16 +163,30 @@ class Worker:
 
     def open_session(self, source: str, function_name: str) -> None:
         assert self.idle, "worker busy"
-        PROGRESS.pack_into(self.progress, 0, IDLE, 0.0)
+        PROGRESS.pack_into(self.progress, 0, IDLE, time.monotonic())  # never an old start time
         self.session = _Session(deadline=time.monotonic() + _SESSION_SLACK_S)
         self.outbox += frame(dumps(("session", source, function_name, asdict(self.limits))))
 
-    def send_calls(self, calls: list[tuple[int, bytes]]) -> None:
+    def send_samples(self, samples: list[tuple[int, bytes]]) -> None:
+        """Give the zygote sample inputs (by id) that later calls refer to; only between sessions."""
+        assert self.session is None
+        todo = [(sid, blob) for sid, blob in samples if sid not in self.samples_sent]
+        if todo:
+            self.samples_sent.update(sid for sid, _ in todo)
+            self.outbox += frame(dumps(("samples", todo)))
+
+    def reset_samples(self) -> None:
+        if self.samples_sent:
+            self.samples_sent.clear()
+            self.outbox += frame(dumps(("reset",)))
+
+    def send_calls(self, calls: list[tuple[int, bytes | int]]) -> None:
+        """Calls as (call id, pickled (args, kwargs)) or (call id, sample id sent with send_samples)."""
         s = self.session
         assert s is not None and not s.ended
         now = time.monotonic()
         s.deadline = max(s.deadline, now + _SESSION_SLACK_S) + len(calls) * self.limits.call_timeout_s
-        s.pending.extend(i for i, _ in calls)
+        s.pending.update((i, None) for i, _ in calls)
         self.outbox += frame(dumps(("calls", calls)))
 
     def end_session(self) -> None:
@@ -230,7 +246,7 @@ class Worker:
             index, status, output, etype, emsg, tb, stdout, duration = item
             if status not in ("ok", "exception") or not all(x is None or type(x) is str for x in (etype, emsg, tb)):
                 raise ProtocolError("malformed call result")
-            s.pending.remove(index)
+            del s.pending[index]
             self.completed.append((index, CallResult(
                 status=status, output=output, error_type=etype, error_message=emsg, traceback=tb,
                 stdout=stdout if type(stdout) is str else "",
@@ -278,9 +294,9 @@ class Worker:
         s = self.session
         assert s is not None and s.pending
         index, start = PROGRESS.unpack_from(self.progress, 0)
-        running = index if index in s.pending else s.pending[0]
+        running = index if index in s.pending else next(iter(s.pending))
         elapsed = time.monotonic() - start if index == running else 0.0
-        s.pending.remove(running)
+        del s.pending[running]
         self.completed.append((running, CallResult(status=status, error_type=error_type,  # type: ignore[arg-type]
                                                    error_message=message, duration_s=elapsed)))
         self.unfinished.extend(s.pending)
@@ -318,7 +334,8 @@ class Worker:
                 self._fail_start(f"not ready after {_START_TIMEOUT_S:.0f}s")
             return
         deadline = self.next_deadline()
-        if deadline is not None and now >= deadline:
+        # Read the progress page twice: a read torn by a concurrent write must not kill a healthy call.
+        if deadline is not None and now >= deadline and now >= (self.next_deadline() or math.inf):
             self.kill_session("timeout", f"the call exceeded the {self.limits.call_timeout_s:g}s timeout and was killed")
 
 

@@ -34,12 +34,16 @@ from typing import Any
 from langprop.sandbox.wire import HEADER, dumps, frame, to_plain
 
 PROGRESS = struct.Struct("<qd")  # (index of the running call or -1, time.monotonic() when it started)
+_INDEX, _START = struct.Struct("<q"), struct.Struct("<d")
 IDLE = -1
 # Results go back in batches; a batch is flushed once it holds this much work, so a kill loses little.
 _FLUSH_WORK_S = 0.005
 _FLUSH_EVERY_N = 256
 _TRACEBACK_CHARS = 3000
 _POLICY_FILE = "<policy>"
+# Sample inputs of the current run, by id: (pickled bytes, decoded (args, kwargs)). Decoding once in
+# the zygote and forking is cheaper than decoding per call, and each session still gets its own copy.
+SAMPLES: dict[int, tuple[bytes, tuple[tuple[Any, ...], dict[str, Any]]]] = {}
 _HERE = os.path.abspath(__file__)
 
 
@@ -92,6 +96,7 @@ class Session:
         self._compiled: dict[str, tuple[Callable[..., Any] | None, tuple[Any, ...] | None]] = {}
         self.buffer: list[tuple[Any, ...]] = []
         self.buffered_work = 0.0
+        self.used: set[int] = set()
 
     def function(self) -> tuple[Callable[..., Any] | None, tuple[Any, ...] | None]:
         """Compile and exec the source once per session (cached by source hash); errors are cached too."""
@@ -109,11 +114,26 @@ class Session:
                 self._compiled[key] = (None, _error(exc, self.capture.take()))
         return self._compiled[key]
 
-    def run(self, calls: list[tuple[int, bytes]]) -> None:
+    def inputs(self, ref: bytes | int) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """A call's (args, kwargs), never shared with another call: decoded from its own bytes, or a
+        sample the zygote decoded before the fork (first use in this process; later uses decode again)."""
+        if type(ref) is int:
+            blob, decoded = SAMPLES[ref]
+            if ref not in self.used:
+                self.used.add(ref)
+                return decoded
+            ref = blob
+        return pickle.loads(ref)
+
+    def run(self, calls: list[tuple[int, bytes | int]]) -> None:
+        fn: Callable[..., Any] | None = None
         for index, blob in calls:
-            PROGRESS.pack_into(self.progress, 0, index, time.monotonic())
+            # Start time before index, so a reader never pairs this index with an older start time.
+            _START.pack_into(self.progress, 8, time.monotonic())
+            _INDEX.pack_into(self.progress, 0, index)
             t0 = time.perf_counter()
-            fn, error = self.function()
+            if fn is None:  # compiled at the first call, under its timeout
+                fn, error = self.function()
             if fn is None:
                 result = (index, *error, time.perf_counter() - t0)  # type: ignore[misc]
             else:
@@ -125,9 +145,9 @@ class Session:
         PROGRESS.pack_into(self.progress, 0, IDLE, time.monotonic())
         self.flush()
 
-    def _call(self, index: int, fn: Callable[..., Any], blob: bytes, t0: float) -> tuple[Any, ...]:
+    def _call(self, index: int, fn: Callable[..., Any], blob: bytes | int, t0: float) -> tuple[Any, ...]:
         try:
-            args, kwargs = pickle.loads(blob)  # a fresh copy per call: mutations stay in this call
+            args, kwargs = self.inputs(blob)
             if self.harness is not None:
                 out = self.harness(fn, kwargs) if not args else self.harness(fn, *args, **kwargs)
             else:
@@ -261,6 +281,12 @@ def main(argv: list[str]) -> None:
         msg = read_frame(0)
         if msg is None or msg[0] == "quit":
             return
+        if msg[0] == "samples":  # decoded once here, inherited copy-on-write by every session
+            SAMPLES.update((sid, (blob, pickle.loads(blob))) for sid, blob in msg[1])
+            continue
+        if msg[0] == "reset":
+            SAMPLES.clear()
+            continue
         if msg[0] != "session":
             continue  # the tail of a session that was killed before reading it
         cmd_r, cmd_w = os.pipe()
