@@ -44,9 +44,14 @@ class RichProgress(Callback):
     def on_step_end(self, trainer: Any, step: int, metrics: dict[str, Any]) -> None:
         if self._progress is None:
             return
-        status = f"best={metrics.get('best_priority')}"
-        if metrics.get("val_best_id_score") is not None:
-            status += f" val={metrics['val_best_id_score']:.3g}"
+        parts = []
+        if metrics.get("best_priority") is not None:
+            parts.append(f"best priority {metrics['best_priority']:.3g}")
+        val = metrics.get("val_best_id_score", metrics.get("val_max_score"))
+        if val is not None:
+            parts.append(f"val {val:.3g}")
+        parts.append(f"{metrics.get('n_children', 0)} new, {metrics.get('n_no_code', 0)} without code")
+        status = " | ".join(parts)
         self._progress.update(self._task, completed=step, status=status)
 
     def on_fit_end(self, trainer: Any, stop_reason: str) -> None:

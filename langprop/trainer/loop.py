@@ -123,10 +123,7 @@ class Trainer:
         self.stop_reason = "completed"
         try:
             if not restored:
-                stats = StepStats()
-                self._setup(stats)
-                self._end_step(stats.failures)
-                self._checkpoint(force=True)
+                self._setup_step(evaluator, val)
             for step in range(self.step + 1, last + 1):
                 epoch, index = divmod(step - 1, batches_per_epoch)
                 batch = self._batch(train, epoch, index)
@@ -177,6 +174,40 @@ class Trainer:
         stats.n_answers += len(answers)
         self._add_children(answers, parent=None, stats=stats)
 
+    def _setup_step(self, evaluator: Any, val: Sequence[Any] | None) -> None:
+        """Step 0: the initial population, and (with ``val``) its zero-shot validation score."""
+        stats = StepStats()
+        self._setup(stats)
+        row: dict[str, Any] = {
+            "step": 0,
+            "epoch": 0,
+            "n_policies": len(self.population),
+            "n_prompts": stats.n_prompts,
+            "n_answers": stats.n_answers,
+            "n_children": stats.n_children,
+            "n_no_code": stats.n_no_code,
+            **self._usage_metrics(),
+        }
+        if val and len(self.population):
+            self._validate(evaluator, val)
+            # No ranking exists before the first batch, so only the best of the population is meaningful.
+            row["val_max_score"] = _round(max(self.val_scores.values()))
+        self._end_step(stats.failures)
+        assert self.metrics is not None
+        self.metrics.log(row)
+        self._checkpoint(force=True)
+        for cb in self.callbacks:
+            cb.on_step_end(self, 0, row)
+
+    def _usage_metrics(self) -> dict[str, Any]:
+        usage = dict(getattr(self.llm, "usage", {}) or {})
+        return {
+            "llm_calls": usage.get("calls"),
+            "llm_prompt_tokens": usage.get("prompt_tokens"),
+            "llm_completion_tokens": usage.get("completion_tokens"),
+            "llm_cost": _round(usage.get("cost")),
+        }
+
     def _train_step(self, evaluator: Any, step: int, epoch: int, index: int, batch: list[Any]) -> dict[str, Any]:
         stats = StepStats()
         self.step = step  # ids and tags of this step's children
@@ -222,7 +253,6 @@ class Trainer:
         self.population.rerank(step)
         priorities = self.population.priorities()
         best_id = next(iter(priorities), None)
-        usage = dict(getattr(self.llm, "usage", {}) or {})
         return {
             "step": step,
             "epoch": epoch,
@@ -243,10 +273,7 @@ class Trainer:
             "n_exceptions": stats.statuses.get("exception", 0),
             "n_timeouts": stats.statuses.get("timeout", 0),
             "n_crashes": stats.statuses.get("crash", 0),
-            "llm_calls": usage.get("calls"),
-            "llm_prompt_tokens": usage.get("prompt_tokens"),
-            "llm_completion_tokens": usage.get("completion_tokens"),
-            "llm_cost": _round(usage.get("cost")),
+            **self._usage_metrics(),
             "_failures": stats.failures,
         }
 

@@ -145,11 +145,13 @@ def plot_curves(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "
         ("mean_priority", "mean priority (train)", "--"),
         ("batch_best_score", "best batch score", ":"),
         ("val_best_id_score", "validation (best policy)", "-s"),
+        ("val_max_score", "validation (best of population)", "x"),
     ):
         xs, ys = series(key)
         if xs:
             ax.plot(xs, ys, style, label=label, markersize=4)
-    ax.set_xlabel("step")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_xlabel("step (0 = initial policies)")
     ax.set_ylabel("score")
     ax.set_title(title)
     ax.grid(alpha=0.3)

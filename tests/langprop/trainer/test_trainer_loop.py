@@ -72,13 +72,14 @@ def test_loop_turns_wrong_setup_policies_into_a_correct_solver(full_run):
     assert best.generation >= 1 and best.parent_id in {rec["id"] for rec in setup}
     assert best.model == "replay" and best.prompt_file and not Path(best.prompt_file).is_absolute()
     assert (run_dir / best.response_file).is_file()
-    # Validation is on puzzles the loop never saw; the first metrics row also shows the setup policies failing.
+    # Validation is on puzzles the loop never saw; step 0 shows the setup policies failing them.
     assert trainer.val_scores[best.id] == 1.0
     state = json.loads((run_dir / "run_state.json").read_text())
     assert state["best_id"] == best.id and state["best_val_score"] == 1.0
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows] == [1, 2, 3]
-    assert rows[0]["batch_mean_score"] < 0.5 and rows[0]["children_best_score"] == 1.0
+    assert [r["step"] for r in rows] == [0, 1, 2, 3]
+    assert rows[0]["val_max_score"] < 1.0  # the zero-shot population: no correct solver
+    assert rows[1]["batch_mean_score"] < 0.5 and rows[1]["children_best_score"] == 1.0
     assert rows[-1]["val_best_id_score"] == 1.0
     assert (run_dir / "metrics.csv").read_text().splitlines()[0].startswith("step,epoch,batch")
     assert (run_dir / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
