@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import threading
 import weakref
 from typing import Any
 
@@ -27,6 +28,7 @@ class SandboxedFunction:
         self._ids = itertools.count()
         self._protect_parent = protect_parent
         self._finalizer = weakref.finalize(self, self._worker.close)
+        self._lock = threading.Lock()
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         result = self.call(*args, **kwargs)
@@ -38,6 +40,10 @@ class SandboxedFunction:
         if not self._finalizer.alive:
             raise SandboxError(f"SandboxedFunction {self.function_name!r} is closed")
         blob = encode_inputs(args, kwargs, f"call to {self.function_name}")
+        with self._lock:
+            return self._call(blob)
+
+    def _call(self, blob: bytes) -> CallResult:
         w = self._worker
         if w.proc is None:
             if self._protect_parent:

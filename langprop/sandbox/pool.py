@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import threading
 import time
 import weakref
 from collections import deque
@@ -16,6 +17,8 @@ from langprop.sandbox.wire import dumps
 from langprop.sandbox.worker import DEFAULT_PRELOAD, Worker, drive
 
 log = logging.getLogger(__name__)
+
+_MAX_ATTEMPTS = 4
 
 Job = tuple[str, str, list[dict[str, Any]]]  # (source, function_name, kwargs per call)
 
@@ -58,6 +61,7 @@ class SandboxPool:
         self.protect_parent = protect_parent
         self.stats = {"calls": 0, "sessions": 0, "timeouts": 0, "crashes": 0, "redispatched": 0}
         self._finalizer = weakref.finalize(self, _close_workers, self.workers)
+        self._lock = threading.Lock()
 
     @property
     def n_workers(self) -> int:
@@ -82,6 +86,10 @@ class SandboxPool:
         """Run every job's calls; results come back in job and sample order."""
         if not self._finalizer.alive:
             raise SandboxError("SandboxPool is closed")
+        with self._lock:  # one batch at a time: workers are not shared between concurrent runs
+            return self._run(jobs)
+
+    def _run(self, jobs: list[Job]) -> list[list[CallResult]]:
         self.start()
         t0 = time.monotonic()
         deadline = t0 + self.limits.batch_deadline_s if self.limits.batch_deadline_s else None
@@ -106,6 +114,7 @@ class SandboxPool:
             (j, list(range(len(r)))[k : k + chunk]) for j, r in enumerate(refs) for k in range(0, len(r), chunk)
         )
         where: dict[int, tuple[int, int]] = {}  # call id → (job, sample)
+        attempts: dict[tuple[int, int], int] = {}
         next_id = 0
 
         def collect() -> None:
@@ -120,6 +129,11 @@ class SandboxPool:
                     by_job: dict[int, list[int]] = {}
                     for cid in w.unfinished:
                         j, i = where.pop(cid)
+                        attempts[j, i] = attempts.get((j, i), 0) + 1
+                        if attempts[j, i] > _MAX_ATTEMPTS:  # whatever keeps ending its process: stop trying
+                            results[j][i] = CallResult("crash", error_type="WorkerCrash", error_message=(
+                                f"the policy process ended {_MAX_ATTEMPTS} times before this call could run"))
+                            continue
                         by_job.setdefault(j, []).append(i)
                     for j, idx in reversed(by_job.items()):
                         queue.appendleft((j, idx))

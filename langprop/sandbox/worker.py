@@ -26,7 +26,7 @@ from typing import Any
 
 from langprop.sandbox.types import CallResult, SandboxError, SandboxLimits
 from langprop.sandbox.wire import HEADER, ProtocolError, dumps, frame, loads_plain
-from langprop.sandbox.zygote import IDLE, PROGRESS
+from langprop.sandbox.zygote import IDLE, PROGRESS, RECYCLE_EXIT
 
 log = logging.getLogger(__name__)
 
@@ -279,7 +279,10 @@ class Worker:
         if not s.pending and code == 0:
             self.failures_in_a_row = 0
         if s.pending:
-            if s.kill is not None:
+            if s.kill is None and code == RECYCLE_EXIT and sig is None:  # between calls: no verdict
+                self.unfinished.extend(s.pending)
+                s.pending.clear()
+            elif s.kill is not None:
                 self._finish_running(*s.kill)
             elif sig is not None:
                 self._finish_running("crash", "WorkerCrash", f"the policy process was {_signal_reason(sig, self.limits)}")

@@ -36,6 +36,7 @@ from langprop.sandbox.wire import HEADER, dumps, frame, to_plain
 PROGRESS = struct.Struct("<qd")  # (index of the running call or -1, time.monotonic() when it started)
 _INDEX, _START = struct.Struct("<q"), struct.Struct("<d")
 IDLE = -1
+RECYCLE_EXIT = 75  # a session that used most of its CPU allowance ends itself between two calls
 # Results go back in batches; a batch is flushed once it holds this much work, so a kill loses little.
 _FLUSH_WORK_S = 0.005
 _FLUSH_EVERY_N = 256
@@ -97,6 +98,7 @@ class Session:
         self.buffer: list[tuple[Any, ...]] = []
         self.buffered_work = 0.0
         self.used: set[int] = set()
+        self.cpu_budget = 0.75 * int(config["cpu_s"])
 
     def function(self) -> tuple[Callable[..., Any] | None, tuple[Any, ...] | None]:
         """Compile and exec the source once per session (cached by source hash); errors are cached too."""
@@ -128,6 +130,10 @@ class Session:
     def run(self, calls: list[tuple[int, bytes | int]]) -> None:
         fn: Callable[..., Any] | None = None
         for index, blob in calls:
+            if time.process_time() > self.cpu_budget:
+                # Near RLIMIT_CPU: hand the remaining calls back rather than be killed in the middle of one.
+                self.flush()
+                os._exit(RECYCLE_EXIT)
             # Start time before index, so a reader never pairs this index with an older start time.
             _START.pack_into(self.progress, 8, time.monotonic())
             _INDEX.pack_into(self.progress, 0, index)

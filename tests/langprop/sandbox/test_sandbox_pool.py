@@ -152,3 +152,18 @@ def test_to_plain_rejects_objects_and_cycles() -> None:
         to_plain(loop)
     with pytest.raises(NotPlainData, match="set"):
         to_plain({1, 2})
+
+
+def test_a_session_near_its_cpu_limit_hands_calls_to_a_fresh_process() -> None:
+    source = """
+import time
+count = []
+def burn():
+    t = time.process_time()
+    while time.process_time() - t < 0.55:
+        pass
+    count.append(1)
+    return len(count)
+"""
+    with SandboxedFunction(source, "burn", SandboxLimits(cpu_s=2, call_timeout_s=20)) as fn:
+        assert [fn() for _ in range(4)] == [1, 2, 3, 1]  # the 4th call ran in a new process, not killed
