@@ -30,6 +30,7 @@ from driving.types import Keypoint, RoadOption, Route, RouteWaypoint
 LaneKey = tuple[int, int, int]  # (road_id, section_id, lane_id)
 
 STRAIGHT_THRESHOLD_DEG = 33.0
+UTURN_THRESHOLD_DEG = 165.0
 LANE_CHANGE_COST = 5.0  # m; >0 so the search never weaves between lanes for free
 LANE_CHANGE_LENGTH = 8.0  # m of lateral blend
 LANE_CHANGE_MIN_LANE = 12.0  # m; shorter lanes offer no lane change
@@ -73,6 +74,8 @@ def turn_option(entry_yaw: float, exit_yaw: float) -> RoadOption:
     delta = _wrap(exit_yaw - entry_yaw)
     if abs(delta) < STRAIGHT_THRESHOLD_DEG:
         return RoadOption.STRAIGHT
+    if abs(delta) > UTURN_THRESHOLD_DEG:
+        return RoadOption.LEFT  # a U-turn (right-hand traffic); the sign of ~180° is noise
     return RoadOption.RIGHT if delta > 0 else RoadOption.LEFT
 
 

@@ -1,4 +1,5 @@
-"""Build a town's files: netgenerate → netconvert OpenDRIVE → edge/road mapping → stop signs.
+"""Build a town's files: netgenerate (or plain XML + netconvert) → netconvert OpenDRIVE → edge/road
+mapping → stop signs.
 
 Output directory layout (what ``driving.towns.Town`` reads):
 ``net.net.xml`` (SUMO network), ``town.xodr`` (OpenDRIVE with stop signs), ``meta.json`` (edge ↔
@@ -20,6 +21,7 @@ from typing import Any
 import carla
 import sumolib
 
+from driving.towns.plain import write_roundabout_grid
 from driving.towns.spec import TownSpec
 from driving.towns.stops import STOP_STATES, StopApproach, inject_stop_signs
 
@@ -61,8 +63,16 @@ def _run(town: str, step: str, cmd: list[str], cwd: Path) -> None:
 def build_town_files(spec: TownSpec, out_dir: Path) -> dict[str, Any]:
     """Generate every file of ``spec`` into ``out_dir`` (which must exist); return the metadata."""
     net, xodr = out_dir / NET_FILE, out_dir / XODR_FILE
-    _run(spec.name, "netgenerate", [sumolib.checkBinary("netgenerate"), *spec.netgenerate_args(),
-                                    "-o", NET_FILE], out_dir)
+    if spec.generator == "roundabout":
+        nodes, edges = write_roundabout_grid(spec.resolved(), out_dir)
+        _run(spec.name, "netconvert (plain roundabout grid)",
+             [sumolib.checkBinary("netconvert"), "--node-files", nodes.name, "--edge-files", edges.name,
+              *spec.sumo_args(), "-o", NET_FILE], out_dir)
+        nodes.unlink()
+        edges.unlink()
+    else:
+        _run(spec.name, "netgenerate", [sumolib.checkBinary("netgenerate"), *spec.sumo_args(), "-o", NET_FILE],
+             out_dir)
     _run(spec.name, "netconvert --opendrive-output",
          [sumolib.checkBinary("netconvert"), "-s", NET_FILE, "--opendrive-output", "raw.xodr"], out_dir)
     raw_text = _add_georeference((out_dir / "raw.xodr").read_text())

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-GENERATORS = ("grid", "spider", "rand")
+GENERATORS = ("grid", "spider", "rand", "roundabout")
 JUNCTION_TYPES = ("traffic_light", "priority", "priority_stop", "allway_stop", "mixed")
 
 # Parameters every generator understands, with defaults. "mixed" = priority junctions with SUMO's
@@ -32,7 +32,10 @@ GENERATOR_DEFAULTS: dict[str, dict[str, Any]] = {
     "grid": {"number": 4, "length": 100.0, "attach_length": 0.0},
     "spider": {"arms": 5, "circles": 3, "radius": 70.0, "omit_center": False},
     "rand": {"iterations": 25, "min_distance": 60.0, "max_distance": 110.0},
+    # a grid of roundabouts (driving.towns.plain); its junctions are always priority (ring first)
+    "roundabout": {"number": 3, "spacing": 150.0, "radius": 20.0, "attach_length": 60.0, "junction": "priority"},
 }
+NETGENERATE_ONLY = ("random_lanes", "turn_lanes")  # options the plain-XML generator cannot honour
 
 
 class TownSpecError(ValueError):
@@ -64,6 +67,12 @@ class TownSpec:
             raise TownSpecError(
                 f"town {self.name!r}: params.junction {full['junction']!r} is not one of {', '.join(JUNCTION_TYPES)}"
             )
+        if self.generator == "roundabout":
+            if full["junction"] != "priority":
+                raise TownSpecError(f"town {self.name!r}: params.junction must be 'priority' for roundabouts")
+            bad = [k for k in NETGENERATE_ONLY if full[k]]
+            if bad:
+                raise TownSpecError(f"town {self.name!r}: {', '.join(bad)} not supported by the roundabout generator")
         if not 1 <= int(full["lanes"]) <= 3:
             raise TownSpecError(f"town {self.name!r}: params.lanes must be 1, 2 or 3, got {full['lanes']!r}")
 
@@ -82,7 +91,7 @@ class TownSpec:
     def key(self, extra: str = "") -> str:
         """Short stable hash of the spec (plus ``extra``, e.g. the SUMO version)."""
         # the generated command line is part of the key: changing how a spec is built invalidates it
-        text = "|".join([self.canonical(), " ".join(self.netgenerate_args()), extra])
+        text = "|".join([self.canonical(), " ".join(self.sumo_args()), extra])
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @classmethod
@@ -94,11 +103,14 @@ class TownSpec:
             raise TownSpecError(f"town config is missing field {exc.args[0]!r}: {dict(cfg)!r}") from None
         return cls(name=name, generator=generator, params=dict(cfg.get("params") or {}))
 
-    def netgenerate_args(self) -> list[str]:
-        """Command-line options for ``netgenerate`` (without the binary and output file)."""
+    def sumo_args(self) -> list[str]:
+        """Options for ``netgenerate`` — or for ``netconvert`` on the plain files of a roundabout grid —
+        without the binary, the input files and the output file."""
         p = self.resolved()
         args: list[str] = []
-        if self.generator == "grid":
+        if self.generator == "roundabout":
+            args += ["--roundabouts.guess", "true"]
+        elif self.generator == "grid":
             args += ["--grid", "--grid.number", str(int(p["number"])), "--grid.length", str(float(p["length"]))]
             if p["attach_length"]:
                 args += ["--grid.attach-length", str(float(p["attach_length"]))]
@@ -117,11 +129,14 @@ class TownSpec:
                 "--rand.max-distance", str(float(p["max_distance"])),
             ]
         junction = p["junction"]
-        if junction == "mixed":
+        if self.generator == "roundabout":
+            pass  # lanes, speed and node types are in the plain files
+        elif junction == "mixed":
             args += ["-j", "priority", "--tls.guess", "true"]
         else:
             args += ["-j", junction]
-        args += ["-L", str(int(p["lanes"])), "-S", str(float(p["speed"])), "--seed", str(int(p["seed"]))]
+        if self.generator != "roundabout":
+            args += ["-L", str(int(p["lanes"])), "-S", str(float(p["speed"])), "--seed", str(int(p["seed"]))]
         if p["turn_lanes"]:
             args += ["--turn-lanes", str(int(p["turn_lanes"])), "--turn-lanes.length", "30"]
         if p["random_lanes"]:
@@ -145,6 +160,7 @@ BUILTIN_TOWNS: dict[str, TownSpec] = {
                                            "junction": "priority"}),
         TownSpec("rand_mixed", "rand", {"iterations": 25, "seed": 7, "lanes": 2, "random_lanes": True,
                                         "junction": "mixed"}),
+        TownSpec("roundabouts", "roundabout", {"number": 3, "spacing": 150.0, "radius": 20.0, "lanes": 1}),
         TownSpec("grid_3lane", "grid", {"number": 3, "length": 120.0, "lanes": 3, "junction": "traffic_light"}),
     )
 }

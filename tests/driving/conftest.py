@@ -54,6 +54,12 @@ def rand_town(town_cache_dir: Path) -> Town:
 
 
 @pytest.fixture(scope="session")
+def roundabout_town(town_cache_dir: Path) -> Town:
+    """3x3 grid of one-lane roundabouts (built-in 'roundabouts')."""
+    return get_town("roundabouts", town_cache_dir)
+
+
+@pytest.fixture(scope="session")
 def grid_map(grid_town: Town):
     """carla.Map of ``grid_town``."""
     return grid_town.load_map()

