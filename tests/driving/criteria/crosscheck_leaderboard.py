@@ -6,13 +6,14 @@
 The two paths are work trees of the matching branches (leaderboard-1.0 | leaderboard-2.0 / master |
 leaderboard-2.1 of carla-simulator/scenario_runner and carla-simulator/leaderboard). Only
 ``atomic_criteria.py``, ``traffic_events.py`` and ``statistics_manager.py`` are loaded from them;
-``py_trees``, ``shapely``, ``CarlaDataProvider`` and ``GameTime`` are replaced by small stand-ins
-(the real ``carla.Map`` is used). Then:
+and ``timer.py`` (GameTime, the route timeouts); ``py_trees``, ``shapely`` and ``CarlaDataProvider``
+are replaced by small stand-ins (the real ``carla.Map`` is used). Then:
 
 1. criteria: the same synthetic tick streams (the scenarios of test_criteria.py, on the real
    grid_tls / grid_stop towns) go through ``RouteMonitor`` and through scenario_runner's criteria
    (RouteCompletion, OutsideRouteLanes, Collision fed with our OBB contacts, RunningRedLight,
-   RunningStop, MinimumSpeedRoute, InRoute, Blocked); route completion, every event (kind, message,
+   RunningStop, MinimumSpeedRoute, InRoute, Blocked, and the route timeout: 2.x RouteTimeoutBehavior,
+   1.0 TimeOut of route_scenario's ``int(0.8 * length + 5)``); route completion, every event (kind, message,
    percentage) and the tick the route ends must agree (red-light / stop messages name CARLA actor ids
    in theirs, landmark ids in ours, so only their kinds are compared);
 2. scoring: the leaderboard's ``StatisticsManager`` scores the same events; its results.json must equal
@@ -47,6 +48,9 @@ class behaviour:
     class Behaviour:
         def __init__(self, name=""):
             self.name = name; self.logger = _Logger(); self.status = _Status.INVALID
+class _ClearingPolicy:
+    ON_INITIALISE = 1
+common.ClearingPolicy = _ClearingPolicy
 class _BB:
     store = {}
     def get(self, k): return self.store.get(k)
@@ -99,20 +103,13 @@ class CarlaDataProvider:
     @staticmethod
     def get_all_actors(): return CarlaDataProvider.actors
 ''',
-    "srunner/scenariomanager/timer.py": '''
-class GameTime:
-    t = 0.0; f = 0
-    @staticmethod
-    def get_time(): return GameTime.t
-    @staticmethod
-    def get_frame(): return GameTime.f
-''',
     "leaderboard/__init__.py": "",
     "leaderboard/utils/__init__.py": "",
 }
 REAL = {
     "srunner/scenariomanager/scenarioatomics/atomic_criteria.py": "scenario-runner",
     "srunner/scenariomanager/traffic_events.py": "scenario-runner",
+    "srunner/scenariomanager/timer.py": "scenario-runner",
     "leaderboard/utils/statistics_manager.py": "leaderboard",
     "leaderboard/utils/checkpoint_tools.py": "leaderboard",
 }
@@ -131,7 +128,12 @@ def crosscheck_criteria(version: str) -> int:
     import carla
     from srunner.scenariomanager.carla_data_provider import Actors, CarlaDataProvider
     from srunner.scenariomanager.scenarioatomics import atomic_criteria as ac
-    from srunner.scenariomanager.timer import GameTime
+    from srunner.scenariomanager.timer import GameTime, TimeOut
+
+    try:
+        from srunner.scenariomanager.timer import RouteTimeoutBehavior
+    except ImportError:  # 1.0 has none
+        RouteTimeoutBehavior = None
     from srunner.scenariomanager.traffic_events import TrafficEventType as T
 
     from driving.criteria import RouteMonitor
@@ -170,6 +172,9 @@ def crosscheck_criteria(version: str) -> int:
 
         def get_world(self):
             return World()
+
+        def get_speed_limit(self):
+            return 13.89 * 3.6  # km/h: the SUMO edges of the built-in towns
 
     class Background:
         type_id, attributes, speed = "vehicle.background", {"role_name": "background"}, 0.0
@@ -253,9 +258,18 @@ def crosscheck_criteria(version: str) -> int:
                      ac.MinimumSpeedRouteTest(ego, transforms, checkpoints=4),
                      ac.InRouteTest(ego, route=transforms, offroad_max=30, terminate_on_failure=True),
                      ac.ActorBlockedTest(ego, min_speed=0.1, max_time=180.0, terminate_on_failure=True)]
-        end, success = None, False
+        GameTime.restart()
+        ego.tick = ticks[0]
+        if version == "1.0":
+            length = sum(b[0].distance(a[0]) for a, b in zip(locations, locations[1:], strict=False))
+            timeout = TimeOut(int(0.8 * length + 5.0))  # route_scenario._estimate_route_timeout
+        else:
+            timeout = RouteTimeoutBehavior(ego, transforms)
+        timeout.initialise()
+        end, success, timed_out = None, False, False
         for tick in ticks:
-            ego.tick, GameTime.t, GameTime.f = tick, tick.time, tick.frame
+            ego.tick = tick
+            GameTime._current_game_time, GameTime._last_frame = tick.time, tick.frame
             speeds = [abs(a.speed) for a in tick.actors if a.kind == "vehicle"]
             for b in background:
                 b.speed = sum(speeds) / len(speeds) if speeds else 0.0
@@ -270,7 +284,9 @@ def crosscheck_criteria(version: str) -> int:
                 else:
                     crits[2]._count_collisions(Contact(box))
             failed = any(c.update().name == "FAILURE" for c in crits)
-            if success or failed:
+            timeout.update()
+            timed_out = timeout.timeout
+            if success or failed or timed_out:
                 end = tick.frame
                 break
             success = crits[0].test_status == "SUCCESS"
@@ -285,10 +301,12 @@ def crosscheck_criteria(version: str) -> int:
                     rc = 100.0
                 elif e.get_type() in names:
                     events.append((names[e.get_type()], e.get_message(), (e.get_dict() or {}).get("percentage")))
+        if timed_out:
+            events.append(("route_timeout", "Route timeout.", None))
         return rc, events, end
 
     def ours(town, route, lines, ticks):
-        monitor = RouteMonitor(route, town, version=version, stop_lines=lines, timeout_s=1e9)  # no timeout there
+        monitor = RouteMonitor(route, town, version=version, stop_lines=lines)
         end = None
         for tick in ticks:
             monitor.update(tick)
@@ -363,6 +381,7 @@ def crosscheck_criteria(version: str) -> int:
         ("deviation", grid, tls, grid_lines, drive(p, lambda t, d: 5.0, lateral=lambda d: 32.0 if d >= 20 else 0.0), None),
         ("drift", grid, tls, grid_lines, drive(p, lambda t, d: 5.0, lateral=lambda d: 18.0 if d >= 10 else 0.0), None),
         ("blocked", grid, tls, grid_lines, drive(p, lambda t, d: 0.0, max_time=200), None),
+        ("crawl to a timeout", grid, tls, grid_lines, drive(p, lambda t, d: 0.2, max_time=500), None),
         ("completion", grid, tls, grid_lines, drive(p, lambda t, d: 5.0), None),
         ("min speed", grid, tls, grid_lines, drive(p, lambda t, d: 5.0, actors=lambda *a: far), None),
         ("wobble", grid, tls, grid_lines, drive(p, lambda t, d: 4.0 + 3 * math.sin(t), lateral=lambda d: 1.5 * math.sin(
