@@ -46,7 +46,9 @@ class NoRouteError(ValueError):
 
 
 @dataclass
-class _Lane:
+class Lane:
+    """One driving lane section of the map as a graph node (s_start → s_end is the travel direction)."""
+
     key: LaneKey
     s_start: float  # s where travel starts (section start for right lanes, end for left lanes)
     s_end: float
@@ -97,24 +99,25 @@ class RoutePlanner:
         self.map = carla_map
         self.resolution = float(resolution)
         self._ranges = _section_ranges(carla_map.to_opendrive())
-        self.lanes: dict[LaneKey, _Lane] = {}
+        self.lanes: dict[LaneKey, Lane] = {}
         self.graph = nx.DiGraph()
         self._lock = threading.Lock()
         self._build()
 
     # ------------------------------------------------------------------ graph
-    def _wp(self, key: LaneKey, s: float) -> carla.Waypoint | None:
+    def waypoint(self, key: LaneKey, s: float) -> carla.Waypoint | None:
+        """The map waypoint of lane ``key`` at ``s`` (clamped just inside the lane section)."""
         s0, s1 = self._ranges[(key[0], key[1])]
         return self.map.get_waypoint_xodr(key[0], key[2], min(max(s, s0 + 1e-3), s1 - 1e-3))
 
-    def _lane(self, wp: carla.Waypoint) -> _Lane:
+    def _lane(self, wp: carla.Waypoint) -> Lane:
         key = (wp.road_id, wp.section_id, wp.lane_id)
         lane = self.lanes.get(key)
         if lane is None:
             s0, s1 = self._ranges[(key[0], key[1])]
             start, end = (s0, s1) if key[2] < 0 else (s1, s0)
-            a, b = self._wp(key, start) or wp, self._wp(key, end) or wp
-            lane = _Lane(key, start, end, wp.is_junction, _xy(a), _xy(b), a.transform.rotation.yaw,
+            a, b = self.waypoint(key, start) or wp, self.waypoint(key, end) or wp
+            lane = Lane(key, start, end, wp.is_junction, _xy(a), _xy(b), a.transform.rotation.yaw,
                          b.transform.rotation.yaw)
             self.lanes[key] = lane
         return lane
@@ -138,7 +141,7 @@ class RoutePlanner:
         for lane in list(self.lanes.values()):
             if lane.is_junction or lane.length < LANE_CHANGE_MIN_LANE:
                 continue
-            wp = self._wp(lane.key, (lane.s_start + lane.s_end) / 2.0)
+            wp = self.waypoint(lane.key, (lane.s_start + lane.s_end) / 2.0)
             allowed = str(wp.lane_change)
             for side, option, neighbour in (
                 ("Left", RoadOption.CHANGELANELEFT, wp.get_left_lane()),
@@ -168,7 +171,7 @@ class RoutePlanner:
         return sorted({u[0] for u, _, d in self.graph.in_edges((key, 0), data=True) if d["kind"] == "follow"})
 
     # ------------------------------------------------------------------ search
-    def _locate(self, point: Keypoint, what: str) -> tuple[_Lane, float]:
+    def _locate(self, point: Keypoint, what: str) -> tuple[Lane, float]:
         wp = self.map.get_waypoint(carla.Location(x=point.x, y=point.y, z=point.z), project_to_road=True,
                                    lane_type=carla.LaneType.Driving)
         if wp is None or math.hypot(wp.transform.location.x - point.x, wp.transform.location.y - point.y) > MAX_SNAP:
@@ -182,14 +185,14 @@ class RoutePlanner:
         a, b = self.lanes[u[1] if u[0] == "S" else u[0]].start_xy, self._target_xy
         return math.hypot(a[0] - b[0], a[1] - b[1])
 
-    def _search(self, start: _Lane, s0: float, end: _Lane, s1: float) -> list[LaneKey]:
+    def _search(self, start: Lane, s0: float, end: Lane, s1: float) -> list[LaneKey]:
         """Lane keys from the start lane to the end lane (A* over (lane, k) states)."""
         if start.key == end.key and (s1 - s0) * start.direction() >= 0:
             return [start.key]
         with self._lock:  # the temporary nodes below live in the shared graph
             return self._search_locked(start, s0, end, s1)
 
-    def _search_locked(self, start: _Lane, s0: float, end: _Lane, s1: float) -> list[LaneKey]:
+    def _search_locked(self, start: Lane, s0: float, end: Lane, s1: float) -> list[LaneKey]:
         # Temporary nodes: ('S', lane, k) = on the start lane's section at s0 after k changes; _TARGET.
         source = ("S", start.key, 0)
         added: list[Any] = [_TARGET]
@@ -279,15 +282,15 @@ class RoutePlanner:
                                                y=prev.y + f * (point.y - prev.y)))
         out.append(point)
 
-    def _emit(self, out: list[RouteWaypoint], lane: _Lane, s_from: float, s_to: float) -> None:
+    def _emit(self, out: list[RouteWaypoint], lane: Lane, s_from: float, s_to: float) -> None:
         samples = self._samples(s_from, s_to)
-        wps = [self._wp(lane.key, s) for s in samples]
+        wps = [self.waypoint(lane.key, s) for s in samples]
         arc = sum(_dist(a, b) for a, b in zip(wps, wps[1:], strict=False))
         if len(wps) > 1 and max(_dist(a, b) for a, b in zip(wps, wps[1:], strict=False)) > self.resolution:
             # s runs along the reference line; an outer lane on a curve is longer than its s range.
             # Sample finely and keep points no more than `resolution` apart (chord).
             n = math.ceil(arc * 4.0 / self.resolution)
-            fine = [self._wp(lane.key, s_from + (s_to - s_from) * k / n) for k in range(n + 1)]
+            fine = [self.waypoint(lane.key, s_from + (s_to - s_from) * k / n) for k in range(n + 1)]
             wps = [fine[0]]
             for prev, cur in zip(fine[1:-1], fine[2:], strict=False):
                 if _dist(wps[-1], cur) > self.resolution:
@@ -296,7 +299,7 @@ class RoutePlanner:
         for wp in wps:
             self._append(out, _route_wp(wp, lane, lane.option))
 
-    def _emit_change(self, out: list[RouteWaypoint], lane: _Lane, target: _Lane, cursor: float,
+    def _emit_change(self, out: list[RouteWaypoint], lane: Lane, target: Lane, cursor: float,
                      limit: float, option: RoadOption) -> float:
         """Follow ``lane`` briefly, blend onto ``target`` (same road and section); return s on target."""
         d = lane.direction()
@@ -309,7 +312,7 @@ class RoutePlanner:
         for k, s in enumerate(ends[1:], start=1):
             f = k / (len(ends) - 1)
             f = f * f * (3.0 - 2.0 * f)  # smoothstep: tangent to both lanes at the ends
-            a, b = self._wp(lane.key, s), self._wp(target.key, s)
+            a, b = self.waypoint(lane.key, s), self.waypoint(target.key, s)
             la, lb = a.transform.location, b.transform.location
             x, y = la.x + f * (lb.x - la.x), la.y + f * (lb.y - la.y)
             prev = out[-1] if out else None
@@ -339,7 +342,7 @@ def _dist(a: carla.Waypoint, b: carla.Waypoint) -> float:
     return float(a.transform.location.distance(b.transform.location))
 
 
-def _route_wp(wp: carla.Waypoint, lane: _Lane, option: RoadOption) -> RouteWaypoint:
+def _route_wp(wp: carla.Waypoint, lane: Lane, option: RoadOption) -> RouteWaypoint:
     loc, rot = wp.transform.location, wp.transform.rotation
     return RouteWaypoint(float(loc.x), float(loc.y), float(loc.z), float(rot.yaw), option, lane.key[0],
                          lane.key[2], float(wp.s), lane.is_junction)

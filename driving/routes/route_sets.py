@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from driving.routes.planner import NoRouteError, RoutePlanner, _Lane
+from driving.routes.planner import Lane, NoRouteError, RoutePlanner
 from driving.routes.route_xml import write_routes
 from driving.towns import Town
 from driving.types import Keypoint, Route
@@ -38,12 +38,15 @@ class RouteSetError(ValueError):
     """Route-set parameters are invalid or the town cannot host such routes."""
 
 
-def _planner(town: Town) -> RoutePlanner:
-    cache: dict[str, RoutePlanner] = _planner.__dict__.setdefault("cache", {})
+_PLANNERS: dict[str, RoutePlanner] = {}
+
+
+def planner_for(town: Town) -> RoutePlanner:
+    """A ``RoutePlanner`` on the town's map, built once per process."""
     key = str(town.xodr_file)
-    if key not in cache:
-        cache[key] = RoutePlanner(town.load_map())
-    return cache[key]
+    if key not in _PLANNERS:
+        _PLANNERS[key] = RoutePlanner(town.load_map())
+    return _PLANNERS[key]
 
 
 def generate_route_set(town: Town, seed: int, count: int, min_length: float, max_length: float,
@@ -56,7 +59,7 @@ def generate_route_set(town: Town, seed: int, count: int, min_length: float, max
         raise RouteSetError(f"need 0 < min_length <= max_length, got {min_length}, {max_length}")
     if not splits or any(f < 0 for f in splits.values()) or not math.isclose(sum(splits.values()), 1.0):
         raise RouteSetError(f"split fractions must be >= 0 and sum to 1, got {splits}")
-    planner = _planner(town)
+    planner = planner_for(town)
     routes: list[Route] = []
     seen: set[tuple[Any, ...]] = set()
     for i in range(count):
@@ -137,8 +140,8 @@ def _random_walk(planner: RoutePlanner, rng: random.Random, start: tuple[int, in
         driven += lane.length
 
 
-def _point(planner: RoutePlanner, lane: _Lane, s: float) -> Keypoint:
-    wp = planner._wp(lane.key, s)
+def _point(planner: RoutePlanner, lane: Lane, s: float) -> Keypoint:
+    wp = planner.waypoint(lane.key, s)
     loc, rot = wp.transform.location, wp.transform.rotation
     return Keypoint(x=round(float(loc.x), 3), y=round(float(loc.y), 3), z=0.0, yaw=round(float(rot.yaw), 3))
 

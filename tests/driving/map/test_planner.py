@@ -74,7 +74,7 @@ def test_turn_labels_match_sumo_connection_directions(grid_town, grid_map, grid_
         directions = {c.getDirection() for c in from_edge.getOutgoing()[to_edge]}
         assert len(directions) == 1
         # trace through the connector: 15 m before its start to 15 m after its end
-        before = grid_planner._wp(grid_planner.predecessors(key)[0], 1e9)
+        before = grid_planner.waypoint(grid_planner.predecessors(key)[0], 1e9)
         start = before.previous(15.0)[0]
         succ = grid_planner.successors(key)[0]
         end = grid_map.get_waypoint_xodr(succ[0], succ[2], 15.0)
