@@ -124,7 +124,7 @@ class RoutePlanner:
 
     def _build(self) -> None:
         # Search nodes are (lane, k): k = lane changes made in a row within this lane section, so the
-        # room a further change needs can be checked (see _weight). Follow edges reset k to 0.
+        # room a further change needs can be checked (see weight() in _search_locked). Follow edges reset k.
         follows: list[tuple[LaneKey, LaneKey]] = []
         for entry, successor in self.map.get_topology():
             a, b = self._lane(entry), self._lane(successor)
