@@ -182,10 +182,13 @@ def driver_factory_from(cfg: Any) -> Callable[[], Any]:
         return instantiate(spec)
 
     try:
-        make()  # fail now, once, with one line, rather than on every route
+        probe = make()  # fail now, once, with one line, rather than on every route
     except Exception as exc:  # noqa: BLE001 - any construction error is a config error here
         cause = exc.__cause__ or exc
         raise RunnerError(f"driver: cannot create {spec.get('_target_')!r}: {cause}") from exc
+    close = getattr(probe, "close", None)
+    if callable(close):  # drivers holding workers (LangProp policies) release them
+        close()
     return make
 
 
