@@ -213,6 +213,7 @@ def run_episode(world: World, job: RouteJob, driver_factory: Callable[[], Any], 
     outcome = EpisodeOutcome()
     monitor = make_monitor(world, job, version, blocked_time_s)
     world_failed = False
+    driver: Any = None
     with wall_clock_guard(wall_time_limit_s) as expired:
         try:
             try:
@@ -256,6 +257,7 @@ def run_episode(world: World, job: RouteJob, driver_factory: Callable[[], Any], 
         except _EndRoute:
             pass
         except KeyboardInterrupt:
+            _release(driver)
             if video is not None:  # keep what was filmed: an interrupted episode is worth watching
                 video.close(route, monitor.events)
             raise
@@ -263,6 +265,7 @@ def run_episode(world: World, job: RouteJob, driver_factory: Callable[[], Any], 
             log.warning("route %s: wall time limit of %.0f s exceeded", job.name, wall_time_limit_s or 0)
             outcome = EpisodeOutcome(STATUS_WALL_TIME, f"wall time limit of {wall_time_limit_s} s exceeded")
             world_failed = True  # the alarm may have cut a simulator call short
+    _release(driver)
     # An external failure goes in as the leaderboard's failure message; a timeout, route deviation
     # or block seen on the same route still takes precedence, as in compute_route_statistics.
     record = monitor.finalize(time.perf_counter() - t0, failure_message=outcome.status or "")
@@ -271,6 +274,18 @@ def run_episode(world: World, job: RouteJob, driver_factory: Callable[[], Any], 
     if video is not None:
         video.close(route, monitor.events)
     return record, world_failed
+
+
+def _release(driver: Any) -> None:
+    """The leaderboard's ``agent.destroy()`` after every route, for drivers that have one."""
+    for name in ("destroy", "close"):
+        method = getattr(driver, name, None)
+        if callable(method):
+            try:
+                method()
+            except Exception as exc:  # noqa: BLE001 - a failing cleanup must not end the run
+                log.warning("driver.%s() failed: %r", name, exc)
+            return
 
 
 class _EndRoute(Exception):

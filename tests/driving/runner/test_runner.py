@@ -158,9 +158,14 @@ def test_driver_setup_failure_and_bad_control_end_only_their_route(short_routes,
                 raise ValueError("cannot load my weights")
             super().reset(route)
 
+    destroyed: list[str] = []
+
     class BadControl(Pursuit):
         def run_step(self, scene):
             return (0.5, 0.0) if self.route.id == "1" else super().run_step(scene)
+
+        def destroy(self):  # the leaderboard's agent.destroy(), after every route
+            destroyed.append(self.route.id)
 
     results = run_routes(short_routes[:2], world_config, BadReset, checkpoint_path=tmp_path / "a.json",
                          progress=False)
@@ -169,6 +174,7 @@ def test_driver_setup_failure_and_bad_control_end_only_their_route(short_routes,
     results = run_routes(short_routes[:2], world_config, BadControl, checkpoint_path=tmp_path / "b.json",
                          progress=False)
     assert results["_checkpoint"]["records"][1]["status"] == "Failed - Agent crashed"
+    assert destroyed == ["0", "1"]
 
 
 def test_leaderboard_1_0_records_and_resume_with_repetitions(short_routes, world_config, tmp_path):
