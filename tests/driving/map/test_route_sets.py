@@ -58,3 +58,27 @@ def test_bad_parameters(grid_town) -> None:
         generate_route_set(grid_town, 0, 5, 100.0, 200.0, splits={"train": 0.5})
     with pytest.raises(RouteSetError, match="min_length"):
         generate_route_set(grid_town, 0, 5, 300.0, 200.0)
+
+
+def test_same_routes_in_another_process(grid_town, town_cache_dir) -> None:
+    """Reproducible across processes (different hash seeds), not only within one."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import json, sys\n"
+        "from driving.routes import generate_route_set\n"
+        "from driving.towns import get_town\n"
+        "sets = generate_route_set(get_town('grid_tls', sys.argv[1]), 9, 6, 100.0, 400.0)\n"
+        "print(json.dumps({k: [[r.id, [[p.x, p.y] for p in r.keypoints]] for r in v] for k, v in sets.items()}))\n"
+    )
+    here = generate_route_set(grid_town, 9, 6, 100.0, 400.0)
+    expected = {k: [[r.id, [[p.x, p.y] for p in r.keypoints]] for r in v] for k, v in here.items()}
+    for hash_seed in ("1", "2"):
+        out = subprocess.run([sys.executable, "-c", code, str(town_cache_dir)], capture_output=True, text=True,
+                             cwd=Path(__file__).parents[3], env={**os.environ, "PYTHONHASHSEED": hash_seed},
+                             timeout=120, check=True).stdout
+        assert json.loads(out.strip().splitlines()[-1]) == expected
