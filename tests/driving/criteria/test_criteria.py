@@ -372,3 +372,28 @@ def test_monitor_overrides(grid_town, grid_lines, tls_route) -> None:
     fixed = RouteMonitor(route, grid_town, stop_lines=grid_lines, timeout_s=3.0)
     assert kinds(run(fixed, drive(path, lambda t, d: 1.0, max_time=10))) == ["route_timeout"]
     assert fixed.events[0].time == pytest.approx(3.05)
+
+
+def test_outside_lanes_margin_per_version(grid_town, grid_lines, tls_route) -> None:
+    # 2.4 m right of the lane centre (half lane 1.6 m): outside for 2.x (> 1.6 + 0.5), inside for
+    # 1.0 (< 1.6 + 1.3)
+    route, _ = tls_route
+    path = Path(route)
+    for version, expected in (("1.0", 0.0), ("2.0", 20.0)):
+        monitor = RouteMonitor(route, grid_town, version=version, stop_lines=grid_lines)
+        run(monitor, drive(path, lambda t, d: 5.0, lateral=lambda d: 2.4 if 10 <= d < 30 else 0.0))
+        messages = monitor.finalize(1.0).infractions["outside_route_lanes"]
+        metres = float(messages[0].split(" ")[8]) if messages else 0.0
+        assert metres == pytest.approx(expected, abs=1.5), version
+
+
+def test_two_red_lights_are_two_infractions(grid_town, grid_lines) -> None:
+    line = next(sl for sl in grid_lines if sl.id == "A1_0")
+    route = walk_route(grid_town.load_map(), line, before=30, after=130)  # through the next junction too
+    assert sum(1 for a, b in zip(route.dense, route.dense[1:], strict=False) if b.is_junction and not a.is_junction) == 2
+    all_red = {sl.id: "red" for sl in grid_lines}
+    monitor = RouteMonitor(route, grid_town, stop_lines=grid_lines)
+    events = run(monitor, drive(Path(route), lambda t, d: 8.0, lights=lambda t: all_red))
+    assert kinds(events) == ["red_light", "red_light"]
+    assert events[0].message.split()[5] != events[1].message.split()[5]  # two different lights
+    assert monitor.finalize(1.0).scores["score_penalty"] == pytest.approx(0.7 * 0.7)
