@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--video-dir", help="write a BEV MP4 and an overview PNG per route into this folder")
     p.add_argument("--wall-time-limit", type=float, help="wall-clock seconds per route before it is ended")
     p.add_argument("--blocked-time", type=float, help="seconds below 0.1 m/s that end a route (default 180)")
+    p.add_argument("--show", metavar="RESULTS_JSON",
+                   help="print the summary table of an existing results.json (ours or the leaderboard's) and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="Hydra overrides")
@@ -247,6 +249,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupt)  # a killed run still writes its results
     cfg = None
     try:
+        if args.show:
+            from leaderboard_eval.results import read_results
+
+            _print_summary(read_results(args.show), Path(args.show))
+            return 0
         cfg = compose_config(flag_overrides(args) + list(args.overrides))
         routes = load_routes(cfg)
         world_config = world_config_from(cfg)
@@ -265,14 +272,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = message.split(" Config search path:")[0]  # Hydra appends its search path
         print(f"leaderboard_eval: error: {message}", file=sys.stderr)
         return EXIT_USAGE
+    _print_summary(results, Path(str(cfg.checkpoint)))
+    return 0
+
+
+def _print_summary(results: dict[str, Any], path: Path) -> None:
     from rich.console import Console
 
     console = Console()
     if not console.is_terminal:  # piped/logged: don't squeeze the table into 80 columns
         console = Console(width=200)
     console.print(summary_table(results))
-    print(f"results: {Path(str(cfg.checkpoint)).resolve()}")
-    return 0
+    print(f"results: {path.resolve()}")
 
 
 if __name__ == "__main__":

@@ -60,7 +60,8 @@ def test_bad_overrides_and_flags_are_one_clear_line(tmp_path, grid_town, capsys)
                               (["routes=nope"], ("routes/nope",)),
                               (["--routes", str(tmp_path / "nope.xml")], ("nope.xml",)),
                               (["--routes", str(off_map)], ("route '0'", "grid_tls")),  # keypoint off the map
-                              (["--town", "grid_tls", "--count", "0"], ("count",))):
+                              (["--town", "grid_tls", "--count", "0"], ("count",)),
+                              (["--show", str(off_map)], ("off_map.xml",))):
             code = main([*argv, "--checkpoint", str(tmp_path / "r.json")])
             err = capsys.readouterr().err
             assert_one_line_error(subprocess.CompletedProcess(argv, code, "", err), *needles)
@@ -89,6 +90,9 @@ def test_generated_routes_with_the_route_follower_then_resume(tmp_path, grid_tow
     again = cli(*args, "--resume")
     assert again.returncode == 0, again.stderr[-3000:]
     assert json.loads(ckpt.read_text())["_checkpoint"]["records"] == records  # nothing re-run
+    from leaderboard_eval.__main__ import main
+
+    assert main(["--show", str(ckpt)]) == 0  # the table of an existing file, nothing run
 
 
 @pytest.mark.parametrize("value", ["false", "0"])
