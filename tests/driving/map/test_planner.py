@@ -172,3 +172,26 @@ def test_turn_lane_grid_routes_between_any_two_points(town_cache_dir) -> None:
         assert max(_gaps(dense)) <= 1.5
         changes += any(p.road_option in (RoadOption.CHANGELANELEFT, RoadOption.CHANGELANERIGHT) for p in dense)
     assert changes > 0
+
+
+def test_two_way_roads_left_lanes_run_against_s() -> None:
+    """CARLA towns have two-way roads: positive lane ids travel towards decreasing s."""
+    from pathlib import Path
+
+    from driving.carla_map import load_carla_map
+
+    cmap = load_carla_map(Path(__file__).parent / "data" / "two_way.xodr")
+    planner = RoutePlanner(cmap)
+    start, end = cmap.get_waypoint_xodr(2, 2, 80.0), cmap.get_waypoint_xodr(1, 1, 20.0)
+    assert start.get_left_lane().lane_id == 1
+    dense = planner.trace(_kp(start), _kp(end))
+    assert max(_gaps(dense)) <= 1.5 and 155 < len(dense) < 165
+    assert all(p.lane_id > 0 and abs(abs(p.yaw) - 180.0) < 35.0 for p in dense)  # 35°: mid lane change
+    assert dense[-1].x < dense[0].x
+    options = {p.road_option for p in dense}
+    assert RoadOption.CHANGELANELEFT in options and RoadOption.CHANGELANERIGHT not in options
+    right = planner.trace(_kp(cmap.get_waypoint_xodr(1, -1, 10.0)), _kp(cmap.get_waypoint_xodr(2, -2, 90.0)))
+    assert all(p.lane_id < 0 and abs(p.yaw) < 35.0 for p in right)
+    assert RoadOption.CHANGELANERIGHT in {p.road_option for p in right}
+    with pytest.raises(NoRouteError, match="no path"):  # behind the start, and no way round
+        planner.trace(_kp(cmap.get_waypoint_xodr(1, -1, 50.0)), _kp(cmap.get_waypoint_xodr(1, -1, 10.0)))
