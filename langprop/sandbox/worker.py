@@ -16,6 +16,7 @@ import os
 import re
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -76,6 +77,8 @@ class _Session:
     kill: tuple[str, str, str] | None = None  # (status, error type, message) for the running call once killed
     ended: bool = False  # "end" sent: a clean exit is expected once pending is empty
     discard: bool = False  # the result stream is corrupt; ignore it until the session ends
+    cmd_fd: int | None = None  # write end of the session's own command pipe (arrives with "started")
+    outbox: bytearray = field(default_factory=bytearray)  # calls/end frames waiting for cmd_fd
 
 
 class Worker:
@@ -94,7 +97,8 @@ class Worker:
 
     # ---- process lifecycle -------------------------------------------------------------------
     def spawn(self) -> None:
-        ctl_r, ctl_w = os.pipe()
+        self.ctl_sock, ctl_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        ctl_r, ctl_w = self.ctl_sock.fileno(), ctl_child.detach()
         res_r, res_w = os.pipe()
         shm = os.memfd_create("langprop-progress")
         os.ftruncate(shm, PROGRESS.size)
@@ -109,9 +113,11 @@ class Worker:
             os.close(fd)
         assert self.proc.stdin is not None
         self.cmd_fd, self.ctl_fd, self.res_fd = self.proc.stdin.fileno(), ctl_r, res_r
-        for fd in (self.cmd_fd, ctl_r, res_r):
+        for fd in (self.cmd_fd, res_r):
             os.set_blocking(fd, False)
+        self.ctl_sock.setblocking(False)
         self.ctl_buf, self.res_buf, self.outbox = bytearray(), bytearray(), bytearray()
+        self.passed_fds: list[int] = []
         self.samples_sent: set[int] = set()
         self.ready = False
         config = {"preload": list(self.preload), "harness": self.harness}
@@ -122,6 +128,9 @@ class Worker:
         events = [(self.ctl_fd, selectors.EVENT_READ), (self.res_fd, selectors.EVENT_READ)]
         if self.outbox:
             events.append((self.cmd_fd, selectors.EVENT_WRITE))
+        s = self.session
+        if s is not None and s.cmd_fd is not None and s.outbox:
+            events.append((s.cmd_fd, selectors.EVENT_WRITE))
         return events
 
     def close(self) -> None:
@@ -131,8 +140,12 @@ class Worker:
             _killpg(self.session.pid)
         _killpg(self.proc.pid)
         self.proc.wait()
-        for fd in (self.ctl_fd, self.res_fd):
+        if self.session is not None and self.session.cmd_fd is not None:
+            os.close(self.session.cmd_fd)
+        for fd in self.passed_fds:
             os.close(fd)
+        self.ctl_sock.close()
+        os.close(self.res_fd)
         if self.proc.stdin is not None:
             self.proc.stdin.close()
         self.progress.close()
@@ -187,12 +200,12 @@ class Worker:
         now = time.monotonic()
         s.deadline = max(s.deadline, now + _SESSION_SLACK_S) + len(calls) * self.limits.call_timeout_s
         s.pending.update((i, None) for i, _ in calls)
-        self.outbox += frame(dumps(("calls", calls)))
+        s.outbox += frame(dumps(("calls", calls)))
 
     def end_session(self) -> None:
         assert self.session is not None
         self.session.ended = True
-        self.outbox += frame(dumps(("end",)))
+        self.session.outbox += frame(dumps(("end",)))
 
     def kill_session(self, status: str, message: str, error_type: str | None = None) -> None:
         """SIGKILL the session's process group; the running call gets (status, error type, message)."""
@@ -205,7 +218,15 @@ class Worker:
 
     # ---- I/O -------------------------------------------------------------------------------
     def on_event(self, fd: int, mask: int) -> None:
-        if fd == self.cmd_fd and mask & selectors.EVENT_WRITE:
+        s = self.session
+        if s is not None and fd == s.cmd_fd and mask & selectors.EVENT_WRITE:
+            try:
+                del s.outbox[: os.write(fd, s.outbox)]
+            except BlockingIOError:
+                pass
+            except BrokenPipeError:  # the session died; the zygote reports it
+                s.outbox.clear()
+        elif fd == self.cmd_fd and mask & selectors.EVENT_WRITE:
             try:
                 n = os.write(self.cmd_fd, self.outbox)
                 del self.outbox[:n]
@@ -254,7 +275,17 @@ class Worker:
             )))  # fmt: skip
 
     def _read_control(self) -> None:
-        eof = _read_into(self.ctl_fd, self.ctl_buf)
+        eof = False
+        while True:
+            try:
+                data, fds, _, _ = socket.recv_fds(self.ctl_sock, 1 << 16, 4)
+            except BlockingIOError:
+                break
+            if not data:
+                eof = True
+                break
+            self.ctl_buf += data
+            self.passed_fds.extend(fds)
         for payload in _frames(self.ctl_buf, 1 << 20):
             msg = loads_plain(payload)  # the zygote never runs policy code; still, plain data only
             if msg[0] == "ready":
@@ -263,6 +294,9 @@ class Worker:
                 self._fail_start(f"harness or preload import failed: {msg[1]}")
             elif msg[0] == "started" and self.session is not None:
                 self.session.pid = msg[1]
+                if self.passed_fds:
+                    self.session.cmd_fd = self.passed_fds.pop(0)
+                    os.set_blocking(self.session.cmd_fd, False)
                 if self.session.kill is not None:
                     _killpg(msg[1])
             elif msg[0] == "exited" and self.session is not None:
@@ -289,6 +323,8 @@ class Worker:
             else:
                 self._finish_running("crash", "WorkerCrash",
                                      f"the policy process exited with status {code} before answering (os._exit?)")
+        if s.cmd_fd is not None:
+            os.close(s.cmd_fd)
         self.session = None
 
     def _finish_running(self, status: str, error_type: str, message: str) -> None:

@@ -6,8 +6,10 @@ timeout the parent SIGKILLs the session's process group and the next session is 
 ms) instead of a fresh interpreter (~0.3 s). Nothing one policy does (monkeypatching, global state,
 leaked memory) survives into the next session.
 
-Channels: fd 0 carries trusted commands from the parent; the zygote reads them as whole frames and
-relays a session's ``calls``/``end`` frames to it over a pipe of its own; ``CTL_FD`` carries the zygote's own reports
+Channels: fd 0 carries trusted commands from the parent to the zygote (samples, sessions); each
+session gets a pipe of its own for its ``calls``/``end`` frames, whose write end the zygote hands to
+the parent with the ``started`` report (SCM_RIGHTS), so a policy reading its stdin can only ever
+disturb its own session; ``CTL_FD`` (a SOCK_SEQPACKET socket) carries the zygote's own reports
 (closed in the session, so a policy cannot forge them); ``RES_FD`` carries the session's per-call
 results, flushed in batches; ``SHM_FD`` is a shared page where the session writes which call is
 running since when, so the parent can enforce per-call timeouts without a message per call.
@@ -24,6 +26,7 @@ import os
 import pickle
 import select
 import signal
+import socket
 import struct
 import sys
 import time
@@ -227,32 +230,15 @@ def _run_session(msg: tuple[Any, ...], harness: Callable[..., Any] | None, confi
     os._exit(code)
 
 
-def read_raw_frame(fd: int) -> bytes | None:
-    head = read_exact(fd, HEADER.size)
-    body = None if head is None else read_exact(fd, HEADER.unpack(head)[0])
-    return None if body is None else head + body  # type: ignore[operator]
-
-
-def _serve_session(pid: int, cmd_w: int, parent: int) -> tuple[int | None, int | None]:
-    """Relay the parent's frames to the session until it exits (whole frames only, so a policy reading
-    its own stdin cannot desynchronise our stream); kill it and exit if our parent goes away."""
+def _wait_session(pid: int, parent: int) -> tuple[int | None, int | None]:
+    """Wait for the session to end; kill it and exit if our own parent (the trainer) went away."""
     pidfd = os.pidfd_open(pid)
     try:
-        while True:
-            ready = select.select([0, pidfd], [], [], 1.0)[0]
-            if pidfd in ready:
-                status = os.waitpid(pid, 0)[1]
-                break
-            if 0 in ready:
-                raw = read_raw_frame(0)
-                if raw is None:  # the trainer is gone
-                    _killpg(pid)
-                    os._exit(0)
-                with contextlib.suppress(BrokenPipeError):
-                    write_all(cmd_w, raw)
-            elif os.getppid() != parent:
+        while not select.select([pidfd], [], [], 1.0)[0]:
+            if os.getppid() != parent:
                 _killpg(pid)
                 os._exit(0)
+        status = os.waitpid(pid, 0)[1]
     finally:
         os.close(pidfd)
     _killpg(pid)  # anything the session left behind in its group
@@ -269,6 +255,7 @@ def _killpg(pgid: int) -> None:
 def main(argv: list[str]) -> None:
     ctl_fd, res_fd, shm_fd = (int(a) for a in argv[1:4])
     progress = mmap.mmap(shm_fd, PROGRESS.size)
+    ctl = socket.socket(fileno=ctl_fd)  # SOCK_SEQPACKET: one message per send, fds can travel with it
     parent = os.getppid()
     init = read_frame(0)
     try:
@@ -280,9 +267,9 @@ def main(argv: list[str]) -> None:
             for name in getattr(sys.modules[harness.__module__], "SANDBOX_PRELOAD", ()):
                 importlib.import_module(name)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises SandboxError
-        write_all(ctl_fd, frame(dumps(("error", f"{type(exc).__name__}: {exc}"))))
+        ctl.send(frame(dumps(("error", f"{type(exc).__name__}: {exc}"))))
         return
-    write_all(ctl_fd, frame(dumps(("ready", os.getpid()))))
+    ctl.send(frame(dumps(("ready", os.getpid()))))
     while True:
         msg = read_frame(0)
         if msg is None or msg[0] == "quit":
@@ -305,10 +292,11 @@ def main(argv: list[str]) -> None:
         os.close(cmd_r)
         with contextlib.suppress(OSError):
             os.setpgid(pid, pid)  # also done in the child: whichever runs first, the group exists
-        write_all(ctl_fd, frame(dumps(("started", pid))))
-        code, sig = _serve_session(pid, cmd_w, parent)
+        # The parent writes the session's commands straight into its pipe: no relay hop per call.
+        socket.send_fds(ctl, [frame(dumps(("started", pid)))], [cmd_w])
         os.close(cmd_w)
-        write_all(ctl_fd, frame(dumps(("exited", pid, code, sig))))
+        code, sig = _wait_session(pid, parent)
+        ctl.send(frame(dumps(("exited", pid, code, sig))))
 
 
 if __name__ == "__main__":
