@@ -43,13 +43,14 @@ def load_stop_lines(town: Town) -> list[StopLine]:
     """Every traffic-light and stop-sign stop line of ``town``, sorted by (kind, id, lane); cached."""
     key = (str(town.xodr_file), town.xodr_file.stat().st_mtime)
     if key not in _CACHE:
-        _CACHE[key] = tuple(_read_stop_lines(town))
+        _CACHE[key] = tuple(stop_lines_of_map(town.load_map(), _tls_link_targets(town)))
     return list(_CACHE[key])
 
 
-def _read_stop_lines(town: Town) -> list[StopLine]:
-    cmap = town.load_map()
-    link_targets = _tls_link_targets(town)
+def stop_lines_of_map(cmap: Any, link_targets: dict[tuple[str, int], int] | None = None) -> list[StopLine]:
+    """Stop lines from any ``carla.Map`` (e.g. a real CARLA town). Without ``link_targets`` (SUMO's
+    (tlsID, linkIndex) → road) ``to_road_id`` stays None; ids not shaped ``<tls>_<link>`` get no tls_id."""
+    link_targets = link_targets or {}
     lines: list[StopLine] = []
     for mark in cmap.get_all_landmarks():
         if mark.type in TRAFFIC_LIGHT_TYPES:
@@ -60,9 +61,10 @@ def _read_stop_lines(town: Town) -> list[StopLine]:
             continue
         tls_id = link_index = to_road = None
         if kind == "traffic_light":
-            tls_id, _, index = mark.id.rpartition("_")
-            link_index = int(index) if index.lstrip("-").isdigit() else None
-            to_road = link_targets.get((tls_id, link_index))
+            head, _, index = mark.id.rpartition("_")
+            if head and index.isdigit():
+                tls_id, link_index = head, int(index)
+                to_road = link_targets.get((tls_id, link_index))
         for low, high in mark.get_lane_validities():
             for lane_id in range(min(low, high), max(low, high) + 1):
                 if lane_id == 0:

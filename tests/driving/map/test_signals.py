@@ -113,3 +113,12 @@ def test_route_stop_signs_on_minor_approaches(stop_town) -> None:
         assert [f.index for f in found] == expected and all(f.line.kind == "stop" for f in found)
         total += len(found)
     assert total > 0
+
+
+def test_stop_lines_of_a_plain_carla_map(stop_town) -> None:
+    """Without the SUMO side (a real CARLA town), stop lines still come from the landmarks."""
+    from driving.signals import stop_lines_of_map
+
+    plain = stop_lines_of_map(stop_town.load_map())
+    assert [(ln.id, ln.road_id, ln.lane_id, ln.s) for ln in plain] == [
+        (ln.id, ln.road_id, ln.lane_id, ln.s) for ln in load_stop_lines(stop_town)]
