@@ -2,7 +2,7 @@
 
 Layers, strongest first:
 - rlimits: RLIMIT_AS (memory), RLIMIT_CPU (SIGXCPU kills it), RLIMIT_CORE=0, RLIMIT_NPROC=0 (no fork,
-  no threads) when ``max_processes == 0``;
+  no threads) when ``max_processes == 0``, a coarse cap (shared per uid) otherwise;
 - as root (RLIMIT_NPROC never applies to uid 0), every uid becomes ``nobody`` except the file-system
   uid, and every capability is dropped (see :func:`_drop_root`): fork, signalling the trainer and
   regaining root are then refused by the kernel, even through ctypes;
@@ -156,7 +156,7 @@ def confine_child(memory_mb: int, cpu_s: int, max_processes: int) -> None:
         libc = _libc()
     except Exception:  # pragma: no cover - no libc
         log.debug("libc unavailable; skipping capability drop")
-    if libc is not None and os.geteuid() == 0 and max_processes == 0:
+    if libc is not None and os.geteuid() == 0:
         _drop_root(libc)
     if libc is not None:
         libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
@@ -165,6 +165,7 @@ def confine_child(memory_mb: int, cpu_s: int, max_processes: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if max_processes == 0:
-        resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
+    # Counted per real uid: with max_processes > 0 the allowance is shared with every process of that
+    # uid (as root: every sandbox, all running as nobody), so it is a coarse cap, not a per-policy one.
+    resource.setrlimit(resource.RLIMIT_NPROC, (max_processes, max_processes))
     _patch_python_entry_points(allow_processes=max_processes > 0)

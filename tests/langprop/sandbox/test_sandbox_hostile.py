@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -238,3 +239,32 @@ def test_cpu_rlimit_kills_a_spinning_process() -> None:
 def test_signalling_other_processes_is_refused(pool: SandboxPool) -> None:
     (r,) = run_hostile(pool, "import os, signal\ndef f(x):\n    os.kill(os.getppid(), signal.SIGKILL)\n")
     assert r.status == "exception" and r.error_type == "PermissionError"
+
+
+def test_allowed_children_die_with_their_session() -> None:
+    source = textwrap.dedent("""
+        import os, time
+        def f():
+            pid = os.fork()
+            if pid == 0:
+                time.sleep(1000)
+                os._exit(0)
+            return pid
+        """)
+    with SandboxPool(n_workers=1, limits=SandboxLimits(max_processes=64)) as pool:
+        ((r,),) = pool.run([(source, "f", [{}])])
+        assert r.status == "ok" and r.output > 0
+        # The session ended, so its process group was killed: the child is gone (or a reaped-late zombie).
+        status = Path(f"/proc/{r.output}/status")
+
+        def gone() -> bool:
+            try:
+                return "\nState:\tZ" in status.read_text()
+            except FileNotFoundError:
+                return True
+
+        for _ in range(200):  # SIGKILL was sent before run() returned; delivery is asynchronous
+            if gone():
+                break
+            time.sleep(0.01)
+        assert gone()
