@@ -201,22 +201,26 @@ class Traffic:
             return self._meta_ids, self._meta_flags, np.zeros((0, 6))
         # One flat conversion: x, y (front bumper for vehicles), SUMO angle, speed.
         raw = np.array([(*r[_POS], r[_ANGLE], r[_SPEED]) for r in (*vres.values(), *pres.values())], dtype=float)
-        pos, angle = raw[:, :2], raw[:, 2]
-        out = np.empty((len(keys), 6))
-        out[:, 3] = raw[:, 3]
-        out[:, 4:6] = self._meta_half
+        if raw.min() <= _INVALID:
+            # SUMO answers INVALID_DOUBLE_VALUE (-2^30) for actors between stages (e.g. a person
+            # about to leave): they are not on the network this step.
+            valid = raw.min(axis=1) > _INVALID
+            return self._convert(raw[valid], self._meta_back[valid], self._meta_half[valid],
+                                 self._meta_ids[valid], self._meta_flags[valid])
+        return self._convert(raw, self._meta_back, self._meta_half, self._meta_ids, self._meta_flags)
+
+    @staticmethod
+    def _convert(raw: np.ndarray, back: np.ndarray, half: np.ndarray, ids: np.ndarray,
+                 flags: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        out = np.empty((raw.shape[0], 6))
+        a = np.radians(raw[:, 2])
         # SUMO reports a vehicle's front bumper; its box centre is half a length behind it.
-        a = np.radians(angle)
-        back = self._meta_back
-        out[:, 0] = pos[:, 0] - back * np.sin(a)
-        out[:, 1] = back * np.cos(a) - pos[:, 1]
-        out[:, 2] = angle - 90.0
-        # SUMO answers INVALID_DOUBLE_VALUE (-2^30) for actors between stages (e.g. a person that
-        # is about to leave); they are not on the network this step.
-        valid = (out[:, 3] > _INVALID) & (pos[:, 0] > _INVALID)
-        if not valid.all():
-            return self._meta_ids[valid], self._meta_flags[valid], out[valid]
-        return self._meta_ids, self._meta_flags, out
+        out[:, 0] = raw[:, 0] - back * np.sin(a)
+        out[:, 1] = back * np.cos(a) - raw[:, 1]
+        out[:, 2] = raw[:, 2] - 90.0
+        out[:, 3] = raw[:, 3]
+        out[:, 4:6] = half
+        return ids, flags, out
 
     def _rebuild_meta(self, keys: tuple[str, ...]) -> None:
         """Per-actor constants for the current set of subscribed actors (changes only on refill)."""

@@ -47,8 +47,12 @@ def test_densities_are_maintained_as_actors_leave(make_world, grid_routes) -> No
             kinds = [a.kind for a in tick.actors]
             counts.append((kinds.count("vehicle"), kinds.count("pedestrian")))
             seen.update(a.id for a in tick.actors)
-    assert all(v >= 36 for v, _ in counts), counts  # a few may wait for free space to be inserted
-    assert all(p == 20 for _, p in counts), counts
+            # SUMO's INVALID_DOUBLE_VALUE (-2^30) must never leak into the ground truth
+            assert all(abs(a.x) < 1e5 and abs(a.y) < 1e5 and abs(a.speed) < 100 for a in tick.actors)
+    # Replacements enter SUMO on the next step, and a few cars may wait for free space to be inserted.
+    assert all(v >= 36 for v, _ in counts), counts
+    assert all(18 <= p <= 20 for _, p in counts), counts
+    assert sum(p for _, p in counts) >= 19 * len(counts)
     assert len(seen) > 40 + 20 + 10  # actors left and were replaced by new ones
 
 
