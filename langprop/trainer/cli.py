@@ -26,6 +26,7 @@ log = logging.getLogger("langprop")
 
 EXIT_USER_ERROR = 2
 EXIT_LLM_UNAVAILABLE = 3
+EXIT_SANDBOX = 4
 EXIT_INTERRUPTED = 130
 
 
@@ -166,10 +167,12 @@ def cmd_examples() -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status (0 ok, 2 user error, 3 LLM unreachable, 130 interrupted)."""
+    """Entry point; returns the exit status (0 ok, 2 user error, 3 LLM unreachable, 4 sandbox cannot run,
+    130 interrupted)."""
     from langprop.checkpoint import CheckpointError
     from langprop.llm import LLMConfigError, LLMUnavailable
     from langprop.prompts.template import PromptError
+    from langprop.sandbox import SandboxError
 
     args, rest = _parser().parse_known_args(list(argv) if argv is not None else None)
     _setup_logging(args.verbose)
@@ -188,6 +191,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(exc) if str(exc).startswith("LLM unavailable") else f"LLM unavailable: {exc}"
         sys.stderr.write(f"error: {message}\n")
         return EXIT_LLM_UNAVAILABLE
+    except SandboxError as exc:
+        sys.stderr.write(f"error: sandbox: {' '.join(str(exc).split())}\n")
+        return EXIT_SANDBOX
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return EXIT_INTERRUPTED

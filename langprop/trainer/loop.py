@@ -162,6 +162,10 @@ class Trainer:
             self.stop_reason = f"LLM error: {exc}"
             self._stop_cleanly()
             raise
+        except Exception as exc:  # e.g. the sandbox cannot start: same, so run_state.json tells the truth
+            self.stop_reason = f"error: {type(exc).__name__}: {exc}"
+            self._stop_cleanly()
+            raise
         finally:
             self._finish()
         log.info("training stopped at step %d: %s", self.step, self.stop_reason)
