@@ -202,78 +202,91 @@ class _EpisodeVideo:
 
 
 # --------------------------------------------------------------------------- one route
+@dataclass
+class _EpisodeState:
+    driver: Any = None
+    outcome: EpisodeOutcome = dataclasses.field(default_factory=EpisodeOutcome)
+    world_failed: bool = False
+
+
 def run_episode(world: World, job: RouteJob, driver_factory: Callable[[], Any], version: str, seed: int,
                 wall_time_limit_s: float | None = None, blocked_time_s: float | None = None,
                 video: _EpisodeVideo | None = None, on_tick: Callable[[Any], None] | None = None,
                 ) -> tuple[Any, bool]:
     """Drive ``job`` once: (the monitor's ``RouteRecord`` with its status overridden on failures,
     whether the world must be rebuilt). Raises only ``KeyboardInterrupt``."""
-    route = job.route
     t0 = time.perf_counter()
-    outcome = EpisodeOutcome()
     monitor = make_monitor(world, job, version, blocked_time_s)
-    world_failed = False
-    driver: Any = None
-    with wall_clock_guard(wall_time_limit_s) as expired:
-        try:
-            try:
-                scene = world.reset(route, seed)
-            except Exception as exc:  # noqa: BLE001 - any simulator failure ends this route only
-                log.error("route %s: world.reset failed: %r", job.name, exc, exc_info=True)
-                world_failed = True
-                outcome = EpisodeOutcome(STATUS_SIM_CRASHED, f"world.reset failed: {exc!r}")
-                raise _EndRoute() from exc
-            try:
-                driver = driver_factory()
-                driver.reset(route)
-            except Exception as exc:  # noqa: BLE001
-                log.exception("route %s: the driver could not be set up", job.name)
-                outcome = EpisodeOutcome(STATUS_SETUP_FAILED, repr(exc))
-                raise _EndRoute() from exc
-            while not monitor.done:
-                try:
-                    control = driver.run_step(scene)
-                    if not isinstance(control, VehicleControl):
-                        raise TypeError(f"run_step returned {type(control).__name__}, not VehicleControl")
-                except Exception as exc:  # noqa: BLE001
-                    log.error("route %s: the driver crashed: %r", job.name, exc, exc_info=True)
-                    outcome = EpisodeOutcome(STATUS_AGENT_CRASHED, repr(exc))
-                    break
-                try:
-                    scene = world.step(control)
-                    tick = world.tick()
-                except Exception as exc:  # noqa: BLE001
-                    log.error("route %s: the world failed: %r", job.name, exc, exc_info=True)
-                    world_failed = True
-                    outcome = EpisodeOutcome(STATUS_SIM_CRASHED, repr(exc))
-                    break
-                monitor.update(tick)
-                if video is not None:
-                    video.add(tick, monitor)
-                if on_tick is not None:
-                    on_tick(monitor)
-                if expired():
-                    raise _WallTimeExceeded()
-        except _EndRoute:
-            pass
-        except KeyboardInterrupt:
-            _release(driver)
-            if video is not None:  # keep what was filmed: an interrupted episode is worth watching
-                video.close(route, monitor.events)
-            raise
-        except _WallTimeExceeded:
-            log.warning("route %s: wall time limit of %.0f s exceeded", job.name, wall_time_limit_s or 0)
-            outcome = EpisodeOutcome(STATUS_WALL_TIME, f"wall time limit of {wall_time_limit_s} s exceeded")
-            world_failed = True  # the alarm may have cut a simulator call short
-    _release(driver)
+    state = _EpisodeState()
+    # The try is outside the guard so an alarm landing anywhere inside it is still caught here.
+    try:
+        with wall_clock_guard(wall_time_limit_s) as expired:
+            _drive(world, job, driver_factory, monitor, seed, state, expired, video, on_tick)
+    except KeyboardInterrupt:
+        _release(state.driver)
+        if video is not None:  # keep what was filmed: an interrupted episode is worth watching
+            video.close(job.route, monitor.events)
+        raise
+    except _WallTimeExceeded:
+        log.warning("route %s: wall time limit of %.0f s exceeded", job.name, wall_time_limit_s or 0)
+        state.outcome = EpisodeOutcome(STATUS_WALL_TIME, f"wall time limit of {wall_time_limit_s} s exceeded")
+        state.world_failed = True  # the alarm may have cut a simulator call short
+    _release(state.driver)
     # An external failure goes in as the leaderboard's failure message; a timeout, route deviation
     # or block seen on the same route still takes precedence, as in compute_route_statistics.
+    outcome = state.outcome
     record = monitor.finalize(time.perf_counter() - t0, failure_message=outcome.status or "")
     if outcome.status:
         log.warning("route %s ended: %s (%s)", job.name, outcome.status, outcome.message)
     if video is not None:
-        video.close(route, monitor.events)
-    return record, world_failed
+        video.close(job.route, monitor.events)
+    return record, state.world_failed
+
+
+def _drive(world: World, job: RouteJob, driver_factory: Callable[[], Any], monitor: Any, seed: int,
+           state: _EpisodeState, expired: Callable[[], bool], video: _EpisodeVideo | None,
+           on_tick: Callable[[Any], None] | None) -> None:
+    """The closed loop; returns when the monitor ends the route or something fails (``state``)."""
+    route = job.route
+    try:
+        scene = world.reset(route, seed)
+    except Exception as exc:  # noqa: BLE001 - any simulator failure ends this route only
+        log.error("route %s: world.reset failed: %r", job.name, exc, exc_info=True)
+        state.world_failed = True
+        state.outcome = EpisodeOutcome(STATUS_SIM_CRASHED, f"world.reset failed: {exc!r}")
+        return
+    try:
+        state.driver = driver_factory()
+        state.driver.reset(route)
+    except Exception as exc:  # noqa: BLE001
+        log.exception("route %s: the driver could not be set up", job.name)
+        state.outcome = EpisodeOutcome(STATUS_SETUP_FAILED, repr(exc))
+        return
+    driver = state.driver
+    while not monitor.done:
+        try:
+            control = driver.run_step(scene)
+            if not isinstance(control, VehicleControl):
+                raise TypeError(f"run_step returned {type(control).__name__}, not VehicleControl")
+        except Exception as exc:  # noqa: BLE001
+            log.error("route %s: the driver crashed: %r", job.name, exc, exc_info=True)
+            state.outcome = EpisodeOutcome(STATUS_AGENT_CRASHED, repr(exc))
+            return
+        try:
+            scene = world.step(control)
+            tick = world.tick()
+        except Exception as exc:  # noqa: BLE001
+            log.error("route %s: the world failed: %r", job.name, exc, exc_info=True)
+            state.world_failed = True
+            state.outcome = EpisodeOutcome(STATUS_SIM_CRASHED, repr(exc))
+            return
+        monitor.update(tick)
+        if video is not None:
+            video.add(tick, monitor)
+        if on_tick is not None:
+            on_tick(monitor)
+        if expired():
+            raise _WallTimeExceeded()
 
 
 def _release(driver: Any) -> None:
@@ -286,10 +299,6 @@ def _release(driver: Any) -> None:
             except Exception as exc:  # noqa: BLE001 - a failing cleanup must not end the run
                 log.warning("driver.%s() failed: %r", name, exc)
             return
-
-
-class _EndRoute(Exception):
-    """Internal: leave the episode loop early with ``outcome`` already set."""
 
 
 def make_monitor(world: World, job: RouteJob, version: str, blocked_time_s: float | None = None) -> Any:
