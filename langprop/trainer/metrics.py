@@ -89,17 +89,7 @@ class MetricsLogger:
         self.jsonl_path = self.run_dir / "metrics.jsonl"
         self.csv_path = self.run_dir / "metrics.csv"
         self.rows: list[dict[str, Any]] = read_jsonl(self.jsonl_path)
-        self._tb = None
-        if tensorboard:
-            try:  # optional dependency
-                from torch.utils.tensorboard import SummaryWriter  # type: ignore[import-not-found]
-            except Exception:
-                try:
-                    from tensorboardX import SummaryWriter  # type: ignore[import-not-found,no-redef]
-                except Exception:
-                    SummaryWriter = None  # noqa: N806
-            if SummaryWriter is not None:
-                self._tb = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
+        self._tb = _open_tensorboard(self.run_dir / "tensorboard") if tensorboard else None
 
     def truncate(self, max_step: int) -> None:
         """Forget rows after ``max_step`` (resume from the checkpoint of that step)."""
@@ -111,9 +101,8 @@ class MetricsLogger:
         append_jsonl(self.jsonl_path, [row])
         atomic_write_text(self.csv_path, _csv_text(self.rows))
         if self._tb is not None:
-            for key, value in row.items():
-                if isinstance(value, int | float) and key != "step" and value is not None:
-                    self._tb.add_scalar(key, value, int(row["step"]))
+            scalars = {k: float(v) for k, v in row.items() if isinstance(v, int | float) and k != "step"}
+            self._tb.write(int(row["step"]), scalars)
 
     def _rewrite(self) -> None:
         atomic_write_text(self.jsonl_path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.rows))
@@ -123,6 +112,37 @@ class MetricsLogger:
         if self._tb is not None:
             self._tb.close()
             self._tb = None
+
+
+class _TensorBoardWriter:
+    """Scalars as TensorBoard event files, using only the ``tensorboard`` package (no torch/TF)."""
+
+    def __init__(self, log_dir: Path) -> None:
+        from tensorboard.compat.proto.event_pb2 import Event
+        from tensorboard.compat.proto.summary_pb2 import Summary
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+        self._event, self._summary = Event, Summary
+        self._writer = EventFileWriter(str(log_dir))
+
+    def write(self, step: int, scalars: dict[str, float]) -> None:
+        import time
+
+        values = [self._summary.Value(tag=k, simple_value=v) for k, v in scalars.items()]
+        self._writer.add_event(self._event(wall_time=time.time(), step=step, summary=self._summary(value=values)))
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+def _open_tensorboard(log_dir: Path) -> _TensorBoardWriter | None:
+    """A writer when the optional ``tensorboard`` package is installed, else None (CSV/JSONL still written)."""
+    try:
+        return _TensorBoardWriter(log_dir)
+    except ImportError:
+        log.debug("tensorboard is not installed; metrics go to CSV and JSONL only")
+        return None
 
 
 def plot_curves(rows: Sequence[dict[str, Any]], path: str | Path, title: str = "LangProp training") -> Path | None:
