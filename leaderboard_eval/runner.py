@@ -164,10 +164,10 @@ def wall_clock_guard(limit_s: float | None) -> Iterator[Callable[[], bool]]:
 
 # --------------------------------------------------------------------------- videos (only on request)
 class _EpisodeVideo:
-    """BEV MP4 + overview PNG of one route; built only when the caller asked for videos."""
+    """The runner's side of ``driving.render.EpisodeRecorder``: one BEV renderer per town."""
 
     def __init__(self, video_dir: Path, job: RouteJob, world: World, renderers: dict[str, Any]) -> None:
-        from driving.render import BEVRenderer, VideoWriter
+        from driving.render import BEVRenderer, EpisodeRecorder
 
         town = getattr(world, "town", None)
         key = getattr(town, "name", None) or job.route.town
@@ -178,27 +178,14 @@ class _EpisodeVideo:
 
                 stop_lines = load_stop_lines(town)
             renderers[key] = BEVRenderer(world.carla_map, stop_lines=stop_lines)
-        self.bev = renderers[key]
-        self.bev.set_route(job.route)
-        self.stem = video_dir / job.name
-        self.video = VideoWriter(self.stem.with_suffix(".mp4"), fps=1.0 / (world.dt * VIDEO_FRAME_STRIDE))
-        self.trajectory: list[tuple[float, float]] = []
-        self._ticks = 0
+        self.recorder = EpisodeRecorder(video_dir / job.name, renderers[key], job.route, world.dt,
+                                        VIDEO_FRAME_STRIDE)
 
     def add(self, tick: Any, monitor: Any) -> None:
-        self.trajectory.append((tick.ego.x, tick.ego.y))
-        if self._ticks % VIDEO_FRAME_STRIDE == 0:
-            self.video.append(self.bev.render(tick, monitor.route_completion, monitor.events))
-        self._ticks += 1
+        self.recorder.add(tick, monitor.route_completion, monitor.events)
 
     def close(self, route: Route, events: Sequence[Any]) -> None:
-        import numpy as np
-
-        from driving.render import render_overview, save_png
-
-        self.video.close()
-        image = render_overview(self.bev.layer, route, np.array(self.trajectory).reshape(-1, 2), events)
-        save_png(image, self.stem.with_suffix(".png"))
+        self.recorder.close(events)
 
 
 # --------------------------------------------------------------------------- one route

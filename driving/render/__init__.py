@@ -4,11 +4,12 @@ Nothing here is imported by the world or the runner unless a video/overview is r
 """
 
 from driving.render.bev import BEVConfig, BEVRenderer, Palette, oriented_box_corners
+from driving.render.episode import EpisodeRecorder
 from driving.render.map_layer import MapLayer, build_map_layer, get_map_layer
 from driving.render.overview import render_overview, save_png
 from driving.render.video import VideoWriter, count_frames
 
 __all__ = [
-    "BEVConfig", "BEVRenderer", "MapLayer", "Palette", "VideoWriter", "build_map_layer", "count_frames",
+    "BEVConfig", "BEVRenderer", "EpisodeRecorder", "MapLayer", "Palette", "VideoWriter", "build_map_layer", "count_frames",
     "get_map_layer", "oriented_box_corners", "render_overview", "save_png",
 ]
