@@ -39,6 +39,8 @@ MAX_CHANGES = 2  # lane changes in a row within one lane section (enough for 3 l
 _CHANGE_ROOM = LANE_CHANGE_LENGTH + LANE_CHANGE_LEAD
 _TARGET = ("T",)
 MAX_SNAP = 10.0  # m; a keypoint farther than this from every driving lane is an error
+JUNCTION_SNAP = 1.0  # m; connectors this close to a keypoint inside a junction are candidates
+MAX_CANDIDATES = 4
 
 
 class NoRouteError(ValueError):
@@ -171,13 +173,40 @@ class RoutePlanner:
         return sorted({u[0] for u, _, d in self.graph.in_edges((key, 0), data=True) if d["kind"] == "follow"})
 
     # ------------------------------------------------------------------ search
-    def _locate(self, point: Keypoint, what: str) -> tuple[Lane, float]:
+    def _locate(self, point: Keypoint, what: str) -> list[tuple[Lane, float]]:
+        """Candidate (lane, s) for a keypoint: one outside junctions, every close connector inside one."""
         wp = self.map.get_waypoint(carla.Location(x=point.x, y=point.y, z=point.z), project_to_road=True,
                                    lane_type=carla.LaneType.Driving)
         if wp is None or math.hypot(wp.transform.location.x - point.x, wp.transform.location.y - point.y) > MAX_SNAP:
             raise NoRouteError(f"{what} keypoint ({point.x:.1f}, {point.y:.1f}) is more than {MAX_SNAP:.0f} m "
                                f"from every driving lane")
-        return self._lane(wp), float(wp.s)
+        nearest = (self._lane(wp), float(wp.s))
+        if not wp.is_junction:
+            return [nearest]
+        # Junction connectors overlap, so the nearest waypoint may sit on a neighbouring connector:
+        # offer every connector passing close by and let the path cost choose (see _through).
+        found = []
+        for start, _ in wp.get_junction().get_waypoints(carla.LaneType.Driving):
+            lane = self._lane(start)
+            # every point of a lane is within half its (arc) length of one end: skip far connectors
+            ends = min(math.hypot(x - point.x, y - point.y) for x, y in (lane.start_xy, lane.end_xy))
+            if ends > 0.75 * lane.length + JUNCTION_SNAP:
+                continue
+            s, dist = self._project(lane, point)
+            if dist <= JUNCTION_SNAP:
+                found.append((dist, lane.key, lane, s))
+        found.sort(key=lambda f: (f[0], f[1]))
+        return [(lane, s) for _, _, lane, s in found[:MAX_CANDIDATES]] or [nearest]
+
+    def _project(self, lane: Lane, point: Keypoint) -> tuple[float, float]:
+        """(s, distance) of the point of ``lane`` nearest to ``point`` (sampled every 0.25 m)."""
+        best = (lane.s_start, math.inf)
+        for s in self._samples(lane.s_start, lane.s_end, step=0.25):
+            loc = self.waypoint(lane.key, s).transform.location
+            dist = math.hypot(loc.x - point.x, loc.y - point.y)
+            if dist < best[1]:
+                best = (s, dist)
+        return best
 
     def _heuristic(self, u: Any, v: Any) -> float:
         if u == _TARGET or v != _TARGET:
@@ -242,8 +271,46 @@ class RoutePlanner:
     # ------------------------------------------------------------------ dense route
     def trace(self, start: Keypoint, end: Keypoint) -> list[RouteWaypoint]:
         """Dense waypoints (~``resolution`` m apart) from ``start`` to ``end`` along lanes."""
-        first, s0 = self._locate(start, "start")
-        last, s1 = self._locate(end, "end")
+        return self._through([start, end])
+
+    def _through(self, points: list[Keypoint]) -> list[RouteWaypoint]:
+        """Dense route through ``points``; where a keypoint has several candidate lanes (junctions),
+        the combination with the shortest total route wins (dynamic programming over keypoints)."""
+        names = ["start"] + [f"keypoint {i}" for i in range(1, len(points) - 1)] + ["end"]
+        cands = [self._locate(p, name) for p, name in zip(points, names, strict=True)]
+        layers: list[dict[int, tuple[float, int, list[RouteWaypoint]]]] = [
+            {j: (0.0, -1, []) for j in range(len(cands[0]))}]
+        for i in range(1, len(points)):
+            layer: dict[int, tuple[float, int, list[RouteWaypoint]]] = {}
+            error: NoRouteError | None = None
+            for j, (lane_b, s_b) in enumerate(cands[i]):
+                for jp, (cost_p, _, _) in layers[-1].items():
+                    lane_a, s_a = cands[i - 1][jp]
+                    try:
+                        seg = self._segment(lane_a, s_a, lane_b, s_b)
+                    except NoRouteError as exc:
+                        error = exc
+                        continue
+                    cost = cost_p + sum(math.hypot(b.x - a.x, b.y - a.y) for a, b in zip(seg, seg[1:], strict=False))
+                    if j not in layer or cost < layer[j][0]:
+                        layer[j] = (cost, jp, seg)
+            if not layer:
+                where = "" if len(points) == 2 else f" (between {names[i - 1]} and {names[i]})"
+                raise NoRouteError(f"{error}{where}")
+            layers.append(layer)
+        j = min(layers[-1], key=lambda k: (layers[-1][k][0], k))
+        segments = []
+        for i in range(len(layers) - 1, 0, -1):
+            _, jp, seg = layers[i][j]
+            segments.append(seg)
+            j = jp
+        dense: list[RouteWaypoint] = []
+        for seg in reversed(segments):
+            for p in seg:
+                self._append(dense, p)
+        return dense
+
+    def _segment(self, first: Lane, s0: float, last: Lane, s1: float) -> list[RouteWaypoint]:
         keys = self._search(first, s0, last, s1)
         out: list[RouteWaypoint] = []
         cursor = s0
@@ -265,8 +332,8 @@ class RoutePlanner:
             i += 1
         return out
 
-    def _samples(self, a: float, b: float) -> list[float]:
-        n = max(1, math.ceil(abs(b - a) / self.resolution - 1e-9))
+    def _samples(self, a: float, b: float, step: float | None = None) -> list[float]:
+        n = max(1, math.ceil(abs(b - a) / (step or self.resolution) - 1e-9))
         return [a + (b - a) * k / n for k in range(n + 1)]
 
     def _append(self, out: list[RouteWaypoint], point: RouteWaypoint) -> None:
@@ -326,11 +393,7 @@ class RoutePlanner:
         """A copy of ``route`` with ``dense`` traced through all its keypoints."""
         if len(route.keypoints) < 2:
             raise NoRouteError(f"route {route.id!r} needs at least 2 keypoints, has {len(route.keypoints)}")
-        dense: list[RouteWaypoint] = []
-        for a, b in zip(route.keypoints, route.keypoints[1:], strict=False):
-            for p in self.trace(a, b):
-                self._append(dense, p)
-        return dataclasses.replace(route, dense=dense)
+        return dataclasses.replace(route, dense=self._through(list(route.keypoints)))
 
 
 def _xy(wp: carla.Waypoint) -> tuple[float, float]:

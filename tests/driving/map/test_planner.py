@@ -195,3 +195,21 @@ def test_two_way_roads_left_lanes_run_against_s() -> None:
     assert RoadOption.CHANGELANERIGHT in {p.road_option for p in right}
     with pytest.raises(NoRouteError, match="no path"):  # behind the start, and no way round
         planner.trace(_kp(cmap.get_waypoint_xodr(1, -1, 50.0)), _kp(cmap.get_waypoint_xodr(1, -1, 10.0)))
+
+
+def test_keypoints_inside_junctions_keep_their_connector(spider_town) -> None:
+    """Overlapping connectors: a keypoint on one must not send the route through a neighbour."""
+    cmap = spider_town.load_map()
+    planner = RoutePlanner(cmap)
+    connectors = [k for k, lane in sorted(planner.lanes.items())
+                  if lane.is_junction and planner.predecessors(k) and planner.successors(k)]
+    rng = random.Random(3)
+    for key in rng.sample(connectors, 40):
+        lane = planner.lanes[key]
+        before, after = planner.predecessors(key)[0], planner.successors(key)[0]
+        points = [planner.waypoint(before, planner.lanes[before].s_end - 1.0),
+                  planner.waypoint(key, lane.s_start + (lane.s_end - lane.s_start) * rng.choice((0.1, 0.5, 0.9))),
+                  planner.waypoint(after, planner.lanes[after].s_start + 1.0)]
+        route = planner.plan(Route("r", spider_town.name, [_kp(p) for p in points]))
+        assert {(p.road_id, p.lane_id) for p in route.dense if p.is_junction} == {(key[0], key[2])}
+        assert max(_gaps(route.dense)) <= 1.5
