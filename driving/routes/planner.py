@@ -1,10 +1,12 @@
 """Route planner on the carla.Map lane topology (the agents package's GlobalRoutePlanner, rebuilt).
 
-Graph: one node per driving lane section ``(road, section, lane)``; edges to successor lanes (from
+Graph: driving lane sections ``(road, section, lane)`` with edges to successor lanes (from
 ``get_topology()``, whose pairs are (lane start, successor-lane start) — so lanes without successors
 still appear, as targets) and lane-change edges to same-direction neighbours outside junctions where
-the road marks allow it. A* (networkx) weights: the source lane's length for lane following, a small
-constant for a lane change. Dense points are sampled ~``resolution`` m apart straight from the lane
+the road marks allow it. Search states are (lane, changes made in a row) so a lane change is only
+offered where the lane has room left for it. A* (networkx) weights: the source lane's length for lane
+following, a small constant for a lane change. A keypoint inside a junction may match several
+overlapping connectors; the combination giving the shortest route through all keypoints wins. Dense points are sampled ~``resolution`` m apart straight from the lane
 geometry (``get_waypoint_xodr``), so consecutive lanes join without gaps; a lane change blends
 laterally from one lane to its neighbour over ``LANE_CHANGE_LENGTH`` metres instead of jumping.
 
