@@ -53,8 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "generate":
             town = get_town(args.town)
             sets = generate_route_set(town, args.seed, args.count, args.min_length, args.max_length, args.splits)
-            for split, path in write_route_set(sets, args.out, args.format, prefix=f"{town.name}_").items():
-                sys.stdout.write(f"{split}: {len(sets[split])} routes -> {path}\n")
+            files = write_route_set(sets, args.out, args.format, prefix=f"{town.name}_")
+            for split, routes in sets.items():
+                sys.stdout.write(f"{split}: {len(routes)} routes -> {files.get(split, '(no file)')}\n")
             return 0
         routes = read_routes(args.file)
         planners: dict[str, RoutePlanner] = {}

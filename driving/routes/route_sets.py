@@ -148,6 +148,8 @@ def _point(planner: RoutePlanner, lane: Lane, s: float) -> Keypoint:
 
 def write_route_set(route_set: Mapping[str, list[Route]], directory: str | Path, fmt: str = "2.x",
                     prefix: str = "") -> dict[str, Path]:
-    """One route file per split: ``<directory>/<prefix><split>.xml``."""
+    """One route file per non-empty split: ``<directory>/<prefix><split>.xml`` (an empty split has no file:
+    a route file without routes is not a valid leaderboard file)."""
     directory = Path(directory)
-    return {name: write_routes(routes, directory / f"{prefix}{name}.xml", fmt) for name, routes in route_set.items()}
+    return {name: write_routes(routes, directory / f"{prefix}{name}.xml", fmt)
+            for name, routes in route_set.items() if routes}

@@ -53,6 +53,13 @@ def test_written_route_files_replan_to_the_same_routes(grid_town, tmp_path, fmt:
             assert abs(planner.plan(got).length - orig.length) < 1e-6
 
 
+def test_empty_splits_write_no_file(grid_town, tmp_path) -> None:
+    sets = generate_route_set(grid_town, seed=0, count=2, min_length=100.0, max_length=200.0)
+    assert {k: len(v) for k, v in sets.items()} == {"train": 1, "val": 1, "test": 0}
+    files = write_route_set(sets, tmp_path)
+    assert sorted(files) == ["train", "val"] and sorted(p.name for p in tmp_path.iterdir()) == ["train.xml", "val.xml"]
+
+
 def test_bad_parameters(grid_town) -> None:
     with pytest.raises(RouteSetError, match="sum to 1"):
         generate_route_set(grid_town, 0, 5, 100.0, 200.0, splits={"train": 0.5})
