@@ -150,7 +150,10 @@ def test_flags_compose_into_the_hydra_config():
     default = compose_config([])
     assert default.routes.source == "generated" and default.driver._target_ == "driving.drivers.RouteFollower"
     assert default.blocked_time_s is None and default.resume is False  # the leaderboard's 180 s rule
-    from leaderboard_eval.__main__ import driver_factory_from
+    from leaderboard_eval.__main__ import driver_factory_from, world_config_from
+
+    world = world_config_from(compose_config(["world.n_vehicles=5"]))  # conf/world keys match the dataclass
+    assert type(world).__name__ == "EmbeddedWorldConfig" and world.n_vehicles == 5
 
     driver = driver_factory_from(compose_config(["driver.cruise_speed=9", "+driver.lookahead_min=5"]))()
     assert driver.config.cruise_speed == 9.0 and driver.config.lookahead_min == 5.0
