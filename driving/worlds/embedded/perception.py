@@ -111,16 +111,18 @@ class SceneBuilder:
 
     def _route_points(self, seg: int, s: float, x: float, y: float, c: float, sn: float) -> list[RoutePoint]:
         track = self.track
-        end = int(np.searchsorted(track.s, s + self.config.route_horizon, side="right"))
-        idx = np.arange(seg + 1, max(end, seg + 1))
+        lo = seg + 1
+        hi = max(int(np.searchsorted(track.s, s + self.config.route_horizon, side="right")), lo)
         px, py = track.point_at(s)
-        xs = np.concatenate([[px], track.xy[idx, 0]])
-        ys = np.concatenate([[py], track.xy[idx, 1]])
-        dist = np.concatenate([[0.0], track.s[idx] - s])
+        xs = np.empty(hi - lo + 1)
+        ys = np.empty(hi - lo + 1)
+        dist = np.empty(hi - lo + 1)
+        xs[0], ys[0], dist[0] = px, py, 0.0
+        xs[1:], ys[1:] = track.xy[lo:hi, 0], track.xy[lo:hi, 1]
+        np.subtract(track.s[lo:hi], s, out=dist[1:])
         dx, dy = xs - x, ys - y
         ex, ey = c * dx + sn * dy, -sn * dx + c * dy
-        options = track.options
-        labels = [options[seg]] + [options[i] for i in idx.tolist()]
+        labels = track.options[seg:seg + 1] + track.options[lo:hi]
         return [RoutePoint(*row) for row in
                 zip(xs.tolist(), ys.tolist(), ex.tolist(), ey.tolist(), dist.tolist(), labels, strict=True)]
 

@@ -61,7 +61,8 @@ def sumo_args(options: SumoOptions) -> list[str]:
     """Command line of the embedded simulation.
 
     Teleporting is off (``time-to-teleport -1``): a teleport could take the ego off the network;
-    the traffic manager removes jammed background vehicles itself. SUMO's collision handling is off
+    the traffic manager removes jammed background vehicles itself. A vehicle that finds no room to
+    enter within 10 s is dropped (and replaced elsewhere) instead of waiting forever. SUMO's collision handling is off
     because our oriented-box check is authoritative (SUMO's reports for a moved ego are unreliable).
     Drivers decide every ``action_step`` (ballistic update in between, as SUMO recommends for action
     steps longer than the step): 0.1 s halves SUMO's step cost against deciding every 0.05 s.
@@ -75,6 +76,7 @@ def sumo_args(options: SumoOptions) -> list[str]:
         "--no-step-log", "true",
         "--no-warnings", "true",
         "--time-to-teleport", "-1",
+        "--max-depart-delay", "10",
         "--collision.action", "none",
         "--collision.check-junctions", "false",
         "--pedestrian.model", "striping",

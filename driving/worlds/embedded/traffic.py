@@ -121,7 +121,6 @@ class Traffic:
         self.sumo.vehicle.add(vid, f"r{actor_id}", typeID=type_id, departLane="best",
                               departPos="random_free", departSpeed="max")
         self.sumo.vehicle.setSpeedFactor(vid, float(self.rng.uniform(0.85, 1.1)))
-        self.sumo.vehicle.subscribe(vid, _SUBSCRIBED)
         self.rows[vid] = ActorRow(actor_id, length / 2, width / 2, True)
         return vid
 
@@ -143,9 +142,23 @@ class Traffic:
                              typeID=PEDESTRIAN_TYPE)
         for stage in stages:
             self.sumo.person.appendStage(pid, stage)
-        self.sumo.person.subscribe(pid, _SUBSCRIBED)
         self.rows[pid] = ActorRow(actor_id, PEDESTRIAN_HALF_LENGTH, PEDESTRIAN_HALF_WIDTH, False)
         return pid
+
+    def after_step(self) -> None:
+        """Subscribe the actors that entered the network this step.
+
+        Only inserted actors are subscribed: a subscribed vehicle that SUMO discards before insertion
+        (``--max-depart-delay``) or that is removed makes libsumo 1.28 fail the next step, and
+        pending ones would report SUMO's invalid values.
+        """
+        sim, rows = self.sumo.simulation, self.rows
+        for vid in sim.getDepartedIDList():
+            if vid in rows:
+                self.sumo.vehicle.subscribe(vid, _SUBSCRIBED)
+        for pid in sim.getDepartedPersonIDList():
+            if pid in rows:
+                self.sumo.person.subscribe(pid, _SUBSCRIBED)
 
     def refill(self) -> int:
         """Top both populations up to their targets; returns how many actors were added."""
