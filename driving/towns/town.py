@@ -20,7 +20,15 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from driving.towns.build import BUILD_FORMAT, META_FILE, NET_FILE, XODR_FILE, build_town_files, sumo_version
+from driving.towns.build import (
+    BUILD_FORMAT,
+    META_FILE,
+    NET_FILE,
+    XODR_FILE,
+    TownBuildError,
+    build_town_files,
+    sumo_version,
+)
 from driving.towns.spec import BUILTIN_TOWNS, TownSpec
 from driving.towns.stops import StopApproach
 
@@ -150,8 +158,12 @@ def get_town(name_or_spec: str | TownSpec | Mapping[str, Any], cache_dir: str | 
         return dataclasses.replace(memo, built=False)
     built = False
     if not (entry / META_FILE).exists():
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".build-{spec.name}-", dir=entry.parent))
+        try:
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".build-{spec.name}-", dir=entry.parent))
+        except OSError as exc:
+            raise TownBuildError(f"town {spec.name!r}: cannot write the town cache {entry.parent} "
+                                 f"({exc.strerror}); set {CACHE_ENV} to a writable directory") from None
         try:
             t0 = time.perf_counter()
             build_town_files(spec, tmp)

@@ -100,6 +100,15 @@ def test_failed_build_names_the_town_and_step(tmp_path: Path) -> None:
     assert not list((tmp_path / "towns").iterdir()), "a failed build left files in the cache"
 
 
+def test_unwritable_cache_is_a_clear_error(tmp_path: Path) -> None:
+    from driving.towns import TownBuildError
+
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("")
+    with pytest.raises(TownBuildError, match="cannot write the town cache"):
+        get_town(TownSpec("nowhere", "grid", {"number": 2}), blocker)
+
+
 def test_junction_connectors_have_no_edge(grid_town, grid_map) -> None:
     junction_roads = {w.road_id for w in grid_map.generate_waypoints(5.0) if w.is_junction}
     assert junction_roads
