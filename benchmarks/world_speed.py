@@ -3,8 +3,8 @@
     python benchmarks/world_speed.py [--town grid_tls] [--vehicles 80] [--pedestrians 40]
                                      [--steps 4000] [--no-criteria]
 
-Runs episodes on generated routes until ``--steps`` world steps were taken, then prints the mean
-cost of each part of a step and ends with ``realtime_factor=<simulated s per CPU s>``: the process is
+Runs episodes on generated routes until ``--steps`` world steps were taken (``--repeats`` identical
+passes, the fastest reported), then prints the mean cost of each part of a step and ends with ``realtime_factor=<simulated s per CPU s>``: the process is
 single-threaded, so CPU time is the wall time it would take on one dedicated core (the machine may
 be shared; the wall-clock factor is printed too). Target: >= 50.
 """
@@ -15,6 +15,7 @@ import argparse
 import logging
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,59 @@ def make_monitor(route: Any, town: Any) -> Any | None:
     return RouteMonitor(route, town)
 
 
+@dataclass
+class Pass:
+    steps: int = 0
+    episodes: int = 0
+    cpu: float = 0.0  # process CPU seconds while stepping
+    wall: float = 0.0
+    reset_wall: float = 0.0
+    parts: dict[str, float] = field(default_factory=dict)  # CPU seconds per part of a step
+
+
+def run_pass(world: EmbeddedWorld, routes: list[Any], args: argparse.Namespace) -> Pass:
+    """Closed-loop episodes until ``args.steps`` steps; per-part CPU time of this thread."""
+    clock = time.thread_time
+    driver = RouteFollower()
+    result = Pass()
+    parts = result.parts
+    for name in ("driver", "ground_truth_tick") + (() if args.no_criteria else ("criteria",)):
+        parts[name] = 0.0
+    while result.steps < args.steps:
+        route = routes[result.episodes % len(routes)]
+        t = time.perf_counter()
+        scene = world.reset(route, seed=args.seed + result.episodes)
+        driver.reset(route)
+        monitor = None if args.no_criteria else make_monitor(route, world.town)
+        if monitor is None:
+            parts.pop("criteria", None)
+        result.reset_wall += time.perf_counter() - t
+        result.episodes += 1
+        c0, w0 = time.process_time(), time.perf_counter()
+        for _ in range(min(args.max_episode_steps, args.steps - result.steps)):
+            t0 = clock()
+            control = driver.run_step(scene)
+            t1 = clock()
+            scene = world.step(control)
+            t2 = clock()
+            tick = world.tick()
+            t3 = clock()
+            if monitor is not None:
+                monitor.update(tick)
+                parts["criteria"] += clock() - t3
+            parts["driver"] += t1 - t0
+            parts["ground_truth_tick"] += t3 - t2
+            result.steps += 1
+            if (monitor is not None and monitor.done) or (len(scene.route) < 2 and abs(scene.ego.speed) < 0.05):
+                break
+        result.cpu += time.process_time() - c0
+        result.wall += time.perf_counter() - w0
+        for name, value in world.timings.items():
+            if name != "ground_truth":  # measured around tick() above
+                parts[f"world.{name}"] = parts.get(f"world.{name}", 0.0) + value
+    return result
+
+
 def sumo_alone_cost(world: EmbeddedWorld, route: Any, seed: int, steps: int = 1000) -> float:
     """CPU seconds per step of SUMO alone (step + refill, same populations), to judge the machine."""
     world.reset(route, seed=seed)
@@ -61,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-episode-steps", type=int, default=2400)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-criteria", action="store_true", help="leave RouteMonitor out of the loop")
+    parser.add_argument("--repeats", type=int, default=3, help="identical passes; the fastest is reported")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
@@ -69,67 +124,36 @@ def main(argv: list[str] | None = None) -> int:
     world = EmbeddedWorld(config)
     routes = [r for split in generate_route_set(world.town, seed=args.seed, count=8, min_length=250.0,
                                                   max_length=500.0).values() for r in split]
-    driver = RouteFollower()
-    costs = {"driver": 0.0, "criteria": 0.0, "ground_truth_tick": 0.0}
-    world_costs: dict[str, float] = {}
-    steps = episodes = 0
-    reset_wall = 0.0
-    cpu = wall = 0.0
     # CPU time of this thread: on a machine shared with other jobs, wall-clock parts would count the
-    # time this process waits for a core.
-    clock = time.thread_time
-    world.clock = clock
+    # time this process waits for a core. Every repeat runs the same episodes (same routes, seeds and
+    # controls, so the same work); the fastest repeat is the least disturbed one.
+    world.clock = time.thread_time
+    best: Pass | None = None
     with world:
-        while steps < args.steps:
-            route = routes[episodes % len(routes)]
-            t = time.perf_counter()
-            scene = world.reset(route, seed=args.seed + episodes)
-            driver.reset(route)
-            monitor = None if args.no_criteria else make_monitor(route, world.town)
-            reset_wall += time.perf_counter() - t
-            episodes += 1
-            c0, w0 = time.process_time(), time.perf_counter()
-            for _ in range(min(args.max_episode_steps, args.steps - steps)):
-                t0 = clock()
-                control = driver.run_step(scene)
-                t1 = clock()
-                scene = world.step(control)
-                t2 = clock()
-                tick = world.tick()
-                t3 = clock()
-                if monitor is not None:
-                    monitor.update(tick)
-                t4 = clock()
-                costs["driver"] += t1 - t0
-                costs["ground_truth_tick"] += t3 - t2
-                costs["criteria"] += t4 - t3
-                steps += 1
-                if (monitor is not None and monitor.done) or (
-                        len(scene.route) < 2 and abs(scene.ego.speed) < 0.05):
-                    break
-            cpu += time.process_time() - c0
-            wall += time.perf_counter() - w0
-            for name, value in world.timings.items():
-                if name != "ground_truth":  # measured around tick() above
-                    world_costs[name] = world_costs.get(name, 0.0) + value
-        sumo_alone = sumo_alone_cost(world, routes[0], args.seed)
-
+        for _ in range(args.repeats):
+            result = run_pass(world, routes, args)
+            if best is None or result.cpu < best.cpu:
+                best = result
+        sumo_alone = min(sumo_alone_cost(world, routes[0], args.seed) for _ in range(args.repeats))
+    assert best is not None
+    steps, episodes, cpu, wall = best.steps, best.episodes, best.cpu, best.wall
+    parts = best.parts
     simulated = steps * world.dt
     table = Table(title=f"embedded world, {args.town}: {args.vehicles} vehicles, {args.pedestrians} pedestrians, "
                         f"{steps} steps in {episodes} episodes")
     table.add_column("part of a step")
     table.add_column("CPU µs / step", justify="right")
     table.add_column("share", justify="right")
-    parts = {**{f"world.{k}": v for k, v in world_costs.items()}, **costs}
     total = sum(parts.values())
     for name, value in sorted(parts.items(), key=lambda kv: -kv[1]):
         table.add_row(name, f"{value / steps * 1e6:8.1f}", f"{value / total:6.1%}")
     table.add_row("sum of parts", f"{total / steps * 1e6:8.1f}", "")
     console = Console()
     console.print(table)
-    console.print(f"reset (SUMO load + traffic insertion + route prep): {reset_wall / episodes * 1e3:.0f} ms/episode")
-    if monitor is None and not args.no_criteria:
-        console.print("criteria: not available")
+    console.print(f"reset (SUMO load + traffic insertion + route prep): {best.reset_wall / episodes * 1e3:.0f} "
+                  f"ms/episode; fastest of {args.repeats} identical passes")
+    if "criteria" not in parts:
+        console.print("criteria: not in the loop")
     console.print(f"SUMO alone (step + refill, same populations): {sumo_alone * 1e6:.0f} µs/step "
                   f"= {world.dt / sumo_alone:.0f}x real time; the reference machine measured ~120x")
     console.print(f"wall_realtime_factor={simulated / wall:.1f}  (wall clock; the machine may be shared)")

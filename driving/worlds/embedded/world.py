@@ -104,6 +104,7 @@ class EmbeddedWorld(World):
             raise EmbeddedWorldError(
                 f"route {route.id!r} is in town {route.town!r} but this world runs town {self.town.name!r}")
         session.claim(self, self.close)
+        self._episode = False  # until this reset completes: a failed reset leaves no half episode
         seed = self.config.seed if seed is None else int(seed)
         sumo = session.start(SumoOptions(self.town.net_file, seed, self.dt, self.config.sumo_action_step))
         self._sumo = sumo
