@@ -27,7 +27,7 @@ from typing import Any
 
 from langprop.sandbox.types import CallResult, SandboxError, SandboxLimits
 from langprop.sandbox.wire import HEADER, ProtocolError, dumps, frame, loads_plain
-from langprop.sandbox.zygote import IDLE, PROGRESS, RECYCLE_EXIT
+from langprop.sandbox.zygote import IDLE, PROGRESS_BYTES, RECYCLE_EXIT, ProgressPage
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +101,9 @@ class Worker:
         ctl_r, ctl_w = self.ctl_sock.fileno(), ctl_child.detach()
         res_r, res_w = os.pipe()
         shm = os.memfd_create("langprop-progress")
-        os.ftruncate(shm, PROGRESS.size)
-        self.progress = mmap.mmap(shm, PROGRESS.size)
-        PROGRESS.pack_into(self.progress, 0, IDLE, 0.0)
+        os.ftruncate(shm, PROGRESS_BYTES)
+        self.progress = ProgressPage(mmap.mmap(shm, PROGRESS_BYTES))
+        self.progress.set(IDLE, time.monotonic())
         self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
         cmd = [sys.executable, "-s", "-m", "langprop.sandbox.zygote", str(ctl_w), str(res_w), str(shm)]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self.stderr,
@@ -176,7 +176,7 @@ class Worker:
 
     def open_session(self, source: str, function_name: str) -> None:
         assert self.idle, "worker busy"
-        PROGRESS.pack_into(self.progress, 0, IDLE, time.monotonic())  # never an old start time
+        self.progress.set(IDLE, time.monotonic())  # never an old start time
         self.session = _Session(deadline=time.monotonic() + _SESSION_SLACK_S)
         self.outbox += frame(dumps(("session", source, function_name, asdict(self.limits))))
 
@@ -332,7 +332,7 @@ class Worker:
         are handed back."""
         s = self.session
         assert s is not None and s.pending
-        index, start = PROGRESS.unpack_from(self.progress, 0)
+        index, start = self.progress.get()
         running = index if index in s.pending else next(iter(s.pending))
         elapsed = time.monotonic() - start if index == running else 0.0
         del s.pending[running]
@@ -360,7 +360,7 @@ class Worker:
             return self.started_at + _START_TIMEOUT_S
         if s is None or not s.pending or s.kill is not None:
             return None
-        index, start = PROGRESS.unpack_from(self.progress, 0)
+        index, start = self.progress.get()
         if index in s.pending:
             return min(s.deadline, start + self.limits.call_timeout_s)
         # No call has started yet (or the page is stale): look again soon, a call may start any moment.

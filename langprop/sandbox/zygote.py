@@ -18,6 +18,7 @@ running since when, so the parent can enforce per-call timeouts without a messag
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import importlib
 import linecache
@@ -27,7 +28,6 @@ import pickle
 import select
 import signal
 import socket
-import struct
 import sys
 import time
 import traceback
@@ -36,8 +36,7 @@ from typing import Any
 
 from langprop.sandbox.wire import HEADER, dumps, frame, to_plain
 
-PROGRESS = struct.Struct("<qd")  # (index of the running call or -1, time.monotonic() when it started)
-_INDEX, _START = struct.Struct("<q"), struct.Struct("<d")
+PROGRESS_BYTES = 16
 IDLE = -1
 RECYCLE_EXIT = 75  # a session that used most of its CPU allowance ends itself between two calls
 # Results go back in batches; a batch is flushed once it holds this much work, so a kill loses little.
@@ -49,6 +48,35 @@ _POLICY_FILE = "<policy>"
 # the zygote and forking is cheaper than decoding per call, and each session still gets its own copy.
 SAMPLES: dict[int, tuple[bytes, tuple[tuple[Any, ...], dict[str, Any]]]] = {}
 _HERE = os.path.abspath(__file__)
+
+
+class ProgressPage:
+    """(index of the running call or IDLE, time.monotonic() when it started) in shared memory.
+
+    Each field is one aligned 8-byte store/load (struct.pack_into would zero the bytes first, and a
+    reader could then see a start time of 0 and kill a healthy call). The writer stores the start
+    before the index and the reader loads the index before the start, so an index is never paired
+    with an older start time.
+    """
+
+    def __init__(self, buf: mmap.mmap) -> None:
+        self.buf = buf
+        self._view = memoryview(buf)
+        self._index = self._view[0:8].cast("q")
+        self._start = self._view[8:16].cast("d")
+
+    def set(self, index: int, start: float) -> None:
+        self._start[0] = start
+        self._index[0] = index
+
+    def get(self) -> tuple[int, float]:
+        index = self._index[0]
+        return index, self._start[0]
+
+    def close(self) -> None:
+        for view in (self._index, self._start, self._view):
+            view.release()
+        self.buf.close()
 
 
 def read_exact(fd: int, n: int) -> bytes | None:
@@ -90,7 +118,7 @@ class Session:
     """One policy in one confined process: compile once, then serve call batches until ``end``."""
 
     def __init__(self, source: str, name: str, harness: Callable[..., Any] | None, config: dict[str, Any],
-                 res_fd: int, progress: mmap.mmap) -> None:
+                 res_fd: int, progress: ProgressPage) -> None:
         from langprop.sandbox.confine import CappedWriter
 
         self.source, self.name, self.harness = source, name, harness
@@ -137,9 +165,7 @@ class Session:
                 # Near RLIMIT_CPU: hand the remaining calls back rather than be killed in the middle of one.
                 self.flush()
                 os._exit(RECYCLE_EXIT)
-            # Start time before index, so a reader never pairs this index with an older start time.
-            _START.pack_into(self.progress, 8, time.monotonic())
-            _INDEX.pack_into(self.progress, 0, index)
+            self.progress.set(index, time.monotonic())
             t0 = time.perf_counter()
             if fn is None:  # compiled at the first call, under its timeout
                 fn, error = self.function()
@@ -151,7 +177,7 @@ class Session:
             self.buffered_work += result[-1]
             if len(self.buffer) >= _FLUSH_EVERY_N or self.buffered_work > _FLUSH_WORK_S:
                 self.flush()
-        PROGRESS.pack_into(self.progress, 0, IDLE, time.monotonic())
+        self.progress.set(IDLE, time.monotonic())
         self.flush()
 
     def _call(self, index: int, fn: Callable[..., Any], blob: bytes | int, t0: float) -> tuple[Any, ...]:
@@ -205,7 +231,7 @@ def _error(exc: BaseException, stdout: str) -> tuple[Any, ...]:
 
 
 def _run_session(msg: tuple[Any, ...], harness: Callable[..., Any] | None, config: dict[str, Any],
-                 ctl_fd: int, res_fd: int, progress: mmap.mmap) -> None:
+                 ctl_fd: int, res_fd: int, progress: ProgressPage) -> None:
     """Body of the forked process. Never returns: os._exit skips atexit hooks a policy may add."""
     code = 0
     try:
@@ -254,7 +280,7 @@ def _killpg(pgid: int) -> None:
 
 def main(argv: list[str]) -> None:
     ctl_fd, res_fd, shm_fd = (int(a) for a in argv[1:4])
-    progress = mmap.mmap(shm_fd, PROGRESS.size)
+    progress = ProgressPage(mmap.mmap(shm_fd, PROGRESS_BYTES))
     ctl = socket.socket(fileno=ctl_fd)  # SOCK_SEQPACKET: one message per send, fds can travel with it
     parent = os.getppid()
     init = read_frame(0)
@@ -269,6 +295,7 @@ def main(argv: list[str]) -> None:
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises SandboxError
         ctl.send(frame(dumps(("error", f"{type(exc).__name__}: {exc}"))))
         return
+    gc.disable()  # the zygote makes no cycles worth collecting; sessions re-enable the collector
     ctl.send(frame(dumps(("ready", os.getpid()))))
     while True:
         msg = read_frame(0)
@@ -283,8 +310,12 @@ def main(argv: list[str]) -> None:
         if msg[0] != "session":
             continue  # the tail of a session that was killed before reading it
         cmd_r, cmd_w = os.pipe()
+        # Everything the zygote holds is frozen out of the collector: a session's garbage collections
+        # then never walk (and copy-on-write) the inherited heap, which is most of the memory it touches.
+        gc.freeze()
         pid = os.fork()
         if pid == 0:
+            gc.enable()
             os.dup2(cmd_r, 0)  # the session only ever sees its own command pipe
             os.close(cmd_r)
             os.close(cmd_w)
