@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from langprop.trainer.config import ConfigError, RunConfig, config_to_dict, load_run_config
+from langprop.trainer.config import ConfigError, RunConfig, config_to_dict, load_run_config, sandbox_limits
 
 log = logging.getLogger("langprop")
 
@@ -123,7 +123,7 @@ def cmd_eval(args: argparse.Namespace, overrides: list[str]) -> int:
     from langprop.checkpoint import load_checkpoint
     from langprop.evaluation import Evaluator
     from langprop.examples import get_example
-    from langprop.sandbox import SandboxLimits, SandboxPool
+    from langprop.sandbox import SandboxPool
 
     data = load_checkpoint(args.checkpoint)
     stored: dict[str, Any] = dict(data.config or {})
@@ -136,10 +136,8 @@ def cmd_eval(args: argparse.Namespace, overrides: list[str]) -> int:
     train, val = example.make_datasets(options)
     samples = val if args.split == "val" else train
     policies = data.policies[: args.top] if args.top else data.policies
-    s = cfg.sandbox
-    limits = SandboxLimits(call_timeout_s=s.call_timeout_s, batch_deadline_s=s.batch_deadline_s,
-                           memory_mb=s.memory_mb, cpu_s=s.cpu_s, stdout_cap_bytes=s.stdout_cap_bytes)
-    with SandboxPool(n_workers=s.n_workers, limits=limits, harness=model.harness) as pool:
+    limits = sandbox_limits(cfg.sandbox)
+    with SandboxPool(n_workers=cfg.sandbox.n_workers, limits=limits, harness=model.harness) as pool:
         results = Evaluator(model.scorer, pool, function_name=model.spec.name).evaluate(policies, samples)
     rows = []
     for rank, policy in enumerate(policies):

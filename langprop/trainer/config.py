@@ -70,6 +70,22 @@ class SandboxConfig:
     stdout_cap_bytes: int = 16_384
 
 
+def sandbox_limits(config: SandboxConfig) -> Any:
+    """The ``SandboxLimits`` for a ``SandboxConfig``; its own validation errors become ConfigError."""
+    from langprop.sandbox import SandboxError, SandboxLimits
+
+    try:
+        return SandboxLimits(
+            call_timeout_s=config.call_timeout_s,
+            batch_deadline_s=config.batch_deadline_s,
+            memory_mb=config.memory_mb,
+            cpu_s=config.cpu_s,
+            stdout_cap_bytes=config.stdout_cap_bytes,
+        )
+    except SandboxError as exc:
+        raise ConfigError(str(exc).replace("SandboxLimits.", "sandbox.")) from None
+
+
 def _llm_config_cls() -> type:
     from langprop.llm import LLMConfig
 
@@ -155,6 +171,7 @@ def load_run_config(
     except ValueError as exc:  # a dataclass's own validation (e.g. LLMConfigError names its field)
         raise ConfigError(str(exc)) from None
     run.trainer.validate()
+    sandbox_limits(run.sandbox)  # fail at load time, naming the field
     return run
 
 

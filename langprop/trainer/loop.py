@@ -29,7 +29,7 @@ from langprop.prompts.context import (
 )
 from langprop.prompts.template import PromptTemplate
 from langprop.trainer.callbacks import Callback, RichProgress
-from langprop.trainer.config import SandboxConfig, TrainerConfig
+from langprop.trainer.config import SandboxConfig, TrainerConfig, sandbox_limits
 from langprop.trainer.metrics import MetricsLogger, append_jsonl, plot_curves, truncate_jsonl
 from langprop.trainer.model import LangPropModel
 
@@ -85,7 +85,7 @@ class Trainer:
         if config.progress:
             self.callbacks.append(RichProgress())
         self.sandbox = sandbox or SandboxConfig()
-        self.run_config = run_config or {"trainer": _asdict(config)}
+        self.run_config = run_config or {"trainer": dataclasses.asdict(config)}
         self.run_dir = Path(config.run_dir)
         self.checkpoint_dir = self.run_dir / "checkpoints"
         self.population = Population((TRACKER,), decay=config.decay, max_keep=config.max_keep, seed=config.seed)
@@ -484,21 +484,12 @@ class Trainer:
 
     def _build_evaluator(self) -> Any:
         from langprop.evaluation import Evaluator
-        from langprop.sandbox import SandboxLimits, SandboxPool
+        from langprop.sandbox import SandboxPool
 
-        s = self.sandbox
-        limits = SandboxLimits(
-            call_timeout_s=s.call_timeout_s,
-            batch_deadline_s=s.batch_deadline_s,
-            memory_mb=s.memory_mb,
-            cpu_s=s.cpu_s,
-            stdout_cap_bytes=s.stdout_cap_bytes,
-        )
-        self._own_pool = SandboxPool(n_workers=s.n_workers, limits=limits, harness=self.model.harness)
-        return Evaluator(
-            self.model.scorer, self._own_pool, cache_path=self.run_dir / "eval_cache.sqlite",
-            function_name=self.model.spec.name,
-        )
+        limits = sandbox_limits(self.sandbox)
+        self._own_pool = SandboxPool(n_workers=self.sandbox.n_workers, limits=limits, harness=self.model.harness)
+        return Evaluator(self.model.scorer, self._own_pool, cache_path=self.run_dir / "eval_cache.sqlite",
+                         function_name=self.model.spec.name)
 
     def _rel(self, path: str | None) -> str | None:
         """Paths in lineage are relative to the run dir, so two run dirs give identical checkpoints."""
@@ -508,9 +499,3 @@ class Trainer:
             return os.path.relpath(path, self.run_dir)
         except ValueError:
             return path
-
-
-def _asdict(config: Any) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    return asdict(config)

@@ -29,6 +29,7 @@ def test_yaml_and_dotted_overrides_merge_in_order(tmp_path):
         (["--trainer.batch_size", "0"], "trainer.batch_size"),
         (["--llm.backend", "carrier-pigeon"], "llm.backend"),
         (["--trainer.epochs"], "needs a value"),
+        (["--sandbox.call_timeout_s", "0"], "sandbox.call_timeout_s"),
         (["epochs"], "cannot read"),
     ],
 )
