@@ -113,3 +113,28 @@ def test_light_states_cover_every_landmark_of_the_town(make_world, grid_routes) 
     assert set(states) == landmarks
     assert set(states.values()) <= {"red", "yellow", "green", "off"}
     assert "green" in states.values() and "red" in states.values()
+
+
+def test_sumo_traffic_stops_behind_the_stopped_ego(make_world, grid_routes) -> None:
+    """The ego moved into SUMO is a real obstacle: a SUMO car arriving behind it stops short of it."""
+    world = make_world(n_vehicles=0, n_pedestrians=0)
+    route = max(grid_routes, key=lambda r: r.dense[0].s)  # starts far enough into its first road
+    world.reset(route, seed=0)
+    for _ in range(60):
+        scene = world.step(VehicleControl(throttle=0.4))
+    while scene.ego.speed > 0.0:
+        scene = world.step(VehicleControl(brake=1.0))
+    lane = libsumo.vehicle.getLaneID(EGO_SUMO_ID)
+    ego_front = libsumo.vehicle.getLanePosition(EGO_SUMO_ID)
+    assert ego_front > 25.0 and not lane.startswith(":")
+    libsumo.route.add("follower_route", [lane.rpartition("_")[0]])
+    libsumo.vehicle.add("follower", "follower_route", departLane=lane.rpartition("_")[2], departPos="0",
+                        departSpeed="10")
+    libsumo.vehicle.setLaneChangeMode("follower", 0)  # no overtaking on the other lane
+    gaps = []
+    for _ in range(300):
+        scene = world.step(VehicleControl(brake=1.0))
+        if "follower" in libsumo.vehicle.getIDList():
+            gaps.append(ego_front - 2 * scene.ego.half_length - libsumo.vehicle.getLanePosition("follower"))
+    assert gaps and min(gaps) > 0.5  # never reached the ego's rear bumper
+    assert gaps[-1] < 5.0 and libsumo.vehicle.getSpeed("follower") < 0.1  # queued right behind it
