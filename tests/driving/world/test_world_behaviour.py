@@ -206,3 +206,25 @@ def test_jammed_vehicles_are_removed_and_replaced(make_world, grid_routes) -> No
     assert kinds.count("vehicle") >= 27 + 1
     assert any(a.id == blocker for a in world.tick().actors)
     assert f"placed{blocker}" in libsumo.vehicle.getIDList()
+
+
+def test_ego_back_on_its_route_follows_it_in_sumo_again(make_world, grid_routes) -> None:
+    import libsumo
+
+    world = make_world(n_vehicles=5, n_pedestrians=0)
+    route = next(r for r in grid_routes if r.length > 120)
+    world.reset(route, seed=4)
+    for _ in range(100):  # swerve off the route
+        world.step(VehicleControl(throttle=0.5, steer=0.5))
+    assert world.scene_builder.route_offset > 5.0
+    point = route.dense[40]
+    world.ego.reset(point.x, point.y, point.yaw, speed=5.0)  # back on the route (as if it drove back)
+    for _ in range(3):
+        scene = world.step(VehicleControl(throttle=0.3))
+    assert libsumo.vehicle.getRoadID("ego") in world.track.edges
+    assert list(libsumo.vehicle.getRoute("ego")) == world.track.edges[world.track.edges.index(
+        libsumo.vehicle.getRoadID("ego")):]
+    if scene.traffic_light is not None:
+        tls, link, distance, _ = libsumo.vehicle.getNextTLS("ego")[0]
+        assert scene.traffic_light.id == f"{tls}_{link}"
+        assert scene.traffic_light.distance_to_stop_line == pytest.approx(distance, abs=0.3)
