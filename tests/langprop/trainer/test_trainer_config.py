@@ -53,3 +53,17 @@ def test_missing_and_broken_yaml_name_the_file(tmp_path):
 
 def test_normalize_overrides_accepts_three_spellings():
     assert normalize_overrides(["--a.b", "1", "--c=2", "d.e=3"]) == ["a.b=1", "c=2", "d.e=3"]
+
+
+def test_shipped_local_model_config_loads_for_both_examples():
+    from pathlib import Path
+
+    from langprop.examples import get_example
+
+    path = Path(__file__).resolve().parents[3] / "langprop/examples/configs/local_base_model.yaml"
+    for name in ("sudoku", "cartpole"):
+        example = get_example(name)
+        cfg = load_run_config(path, ["--llm.base_url", "http://127.0.0.1:9999/v1"], defaults=example.defaults)
+        assert cfg.llm.stop == ["\n```"] and cfg.llm.prefix_messages[1]["role"] == "assistant"
+        assert cfg.llm.base_url == "http://127.0.0.1:9999/v1" and cfg.trainer.n_responses == 1
+        example.options(cfg.task)
