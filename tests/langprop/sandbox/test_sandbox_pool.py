@@ -167,3 +167,27 @@ def burn():
 """
     with SandboxedFunction(source, "burn", SandboxLimits(cpu_s=2, call_timeout_s=20)) as fn:
         assert [fn() for _ in range(4)] == [1, 2, 3, 1]  # the 4th call ran in a new process, not killed
+
+
+def test_progress_page_never_pairs_an_index_with_an_older_start() -> None:
+    # Regression: struct.pack_into zero-fills before writing, so a reader could see start=0.0 and
+    # kill a healthy call as overdue.
+    import mmap
+
+    from langprop.sandbox.zygote import PROGRESS_BYTES, ProgressPage
+
+    fd = os.memfd_create("progress-test")
+    os.ftruncate(fd, PROGRESS_BYTES)
+    page = ProgressPage(mmap.mmap(fd, PROGRESS_BYTES))
+    os.close(fd)
+    pid = os.fork()
+    if pid == 0:
+        for i in range(1, 200_000):
+            page.set(i, float(i))
+        os._exit(0)
+    torn = 0
+    while not os.waitpid(pid, os.WNOHANG)[0]:
+        index, start = page.get()
+        torn += index > 0 and start < index
+    page.close()
+    assert torn == 0
