@@ -27,6 +27,7 @@ __all__ = [
     "frame",
     "from_plain",
     "loads_plain",
+    "loads_unchecked",
     "to_plain",
 ]
 
@@ -65,13 +66,18 @@ class _PlainUnpickler(pickle.Unpickler):
 
 def loads_plain(data: bytes) -> Any:
     """Decode bytes from an untrusted worker into plain data (arrays rebuilt); raise ProtocolError."""
+    return from_plain(loads_unchecked(data))
+
+
+def loads_unchecked(data: bytes) -> Any:
+    """Decode without the plain-data walk: no global can load, so the result holds only builtin
+    containers and scalars; the caller must still pass untrusted parts through :func:`from_plain`."""
     try:
-        raw = _PlainUnpickler(io.BytesIO(data)).load()
+        return _PlainUnpickler(io.BytesIO(data)).load()
     except ProtocolError:
         raise
     except Exception as exc:  # truncated or garbage bytes
         raise ProtocolError(f"undecodable worker message: {type(exc).__name__}: {exc}") from None
-    return from_plain(raw)
 
 
 def to_plain(obj: Any, depth: int = 0) -> Any:
@@ -137,13 +143,16 @@ def _encode_array(arr: np.ndarray) -> tuple[Any, ...]:
     return (_ARRAY_TAG, dtype, tuple(int(n) for n in arr.shape), np.ascontiguousarray(arr).tobytes())
 
 
+_SCALARS = frozenset((type(None), bool, int, float, str, bytes))
+
+
 def from_plain(obj: Any, depth: int = 0) -> Any:
     """Rebuild arrays inside decoded plain data; reject anything that is not plain (trusted side)."""
+    t = type(obj)
+    if t in _SCALARS:
+        return obj
     if depth > MAX_DEPTH + 2:
         raise ProtocolError("worker message is nested too deeply")
-    t = type(obj)
-    if obj is None or t in (bool, int, float, str, bytes):
-        return obj
     if t is tuple:
         if len(obj) == 4 and obj[0] == _ARRAY_TAG:
             return _decode_array(obj)

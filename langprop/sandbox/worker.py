@@ -26,7 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from langprop.sandbox.types import CallResult, SandboxError, SandboxLimits
-from langprop.sandbox.wire import HEADER, ProtocolError, dumps, frame, loads_plain
+from langprop.sandbox.wire import (
+    HEADER,
+    ProtocolError,
+    dumps,
+    frame,
+    from_plain,
+    loads_plain,
+    loads_unchecked,
+)
 from langprop.sandbox.zygote import IDLE, PROGRESS_BYTES, RECYCLE_EXIT, ProgressPage
 
 log = logging.getLogger(__name__)
@@ -247,7 +255,7 @@ class Worker:
             return
         try:
             for payload in _frames(self.res_buf, self.limits.max_output_bytes + 4096):
-                self._accept_results(loads_plain(payload))
+                self._accept_results(loads_unchecked(payload))
         except ProtocolError as exc:
             log.warning("sandbox session sent a corrupt result stream: %s", exc)
             s.discard = True
@@ -259,17 +267,18 @@ class Worker:
     def _accept_results(self, msg: Any) -> None:
         s = self.session
         assert s is not None
-        if not (isinstance(msg, tuple) and len(msg) == 2 and msg[0] == "results" and isinstance(msg[1], list)):
+        # The envelope is checked field by field; only the policy's output needs the plain-data walk.
+        if not (type(msg) is tuple and len(msg) == 2 and msg[0] == "results" and type(msg[1]) is list):
             raise ProtocolError("unexpected message on the result channel")
         for item in msg[1]:
-            if not (isinstance(item, tuple) and len(item) == 8 and item[0] in s.pending):
+            if not (type(item) is tuple and len(item) == 8 and type(item[0]) is int and item[0] in s.pending):
                 raise ProtocolError("result for a call that is not pending")
             index, status, output, etype, emsg, tb, stdout, duration = item
             if status not in ("ok", "exception") or not all(x is None or type(x) is str for x in (etype, emsg, tb)):
                 raise ProtocolError("malformed call result")
             del s.pending[index]
             self.completed.append((index, CallResult(
-                status=status, output=output, error_type=etype, error_message=emsg, traceback=tb,
+                status=status, output=from_plain(output), error_type=etype, error_message=emsg, traceback=tb,
                 stdout=stdout if type(stdout) is str else "",
                 duration_s=float(duration) if type(duration) in (int, float) else 0.0,
             )))  # fmt: skip
@@ -417,7 +426,7 @@ def _frames(buf: bytearray, max_len: int) -> list[bytes]:
 
 def drive(workers: list[Worker], until: Any, deadline: float | None = None) -> bool:
     """Run the I/O loop over ``workers`` until ``until()`` is true (True) or ``deadline`` passes (False)."""
-    sel = selectors.DefaultSelector()
+    sel = selectors.PollSelector()  # fds change every round; poll() needs no per-fd syscalls to (un)register
     try:
         while not until():
             now = time.monotonic()
