@@ -78,5 +78,5 @@ DEFAULTS: dict[str, Any] = {
     "trainer": {"epochs": 1, "batch_size": 8, "n_responses": 2, "n_top_choices": 2, "max_keep": 4, "decay": 0.5,
                 "run_dir": "runs/sudoku"},
     "llm": {"replay_path": str(RECORDED_DIR)},
-    "sandbox": {"call_timeout_s": 2.0},
+    "sandbox": {"call_timeout_s": 5.0},
 }

@@ -24,7 +24,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 def test_train_sudoku_with_recorded_answers_then_eval(tmp_path):
     run_dir = tmp_path / "run"
     proc = run_cli("train", "--example", "sudoku", "--llm.backend", "replay",
-                   "--trainer.run_dir", str(run_dir), "--sandbox.n_workers", "2")
+                   "--trainer.run_dir", str(run_dir), "--sandbox.n_workers", "2", "--sandbox.call_timeout_s", "10")
     assert proc.returncode == 0, proc.stderr
     assert "validation score 1" in proc.stdout
     for name in ("metrics.csv", "metrics.jsonl", "curves.png", "failures.jsonl", "checkpoints/latest"):

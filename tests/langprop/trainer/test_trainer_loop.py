@@ -18,7 +18,7 @@ from langprop.trainer.loop import Trainer
 EXAMPLE = get_example("sudoku")
 OPTIONS = EXAMPLE.options({})
 TRAIN, VAL = EXAMPLE.make_datasets(OPTIONS)
-SANDBOX = SandboxConfig(n_workers=2, call_timeout_s=2.0)
+SANDBOX = SandboxConfig(n_workers=2, call_timeout_s=10.0)  # generous: CI cores are shared
 
 
 def make_trainer(run_dir: Path, llm=None, llm_overrides=None, **overrides) -> tuple[Trainer, LLMClient]:

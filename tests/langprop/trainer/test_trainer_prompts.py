@@ -49,7 +49,7 @@ def test_update_prompt_shows_inputs_output_expected_traceback_stdout_and_score(t
     model = LangPropModel(spec=SPEC, scorer=ExactScorer(), perfect_score=1.0,
                           context={"task": "We compute factorials of small integers."})
     with LLMClient(LLMConfig(backend="replay", replay_path=str(replay)), log_dir=tmp_path / "run" / "llm") as llm:
-        trainer = Trainer(model, llm, config, sandbox=SandboxConfig(n_workers=1, call_timeout_s=2.0))
+        trainer = Trainer(model, llm, config, sandbox=SandboxConfig(n_workers=1, call_timeout_s=10.0))
         population = trainer.fit(samples, samples[:3])
 
     prompt = next((tmp_path / "run" / "llm" / "prompts").glob("*update*")).read_text()
