@@ -23,7 +23,10 @@ class SandboxLimits:
     policy; ``cpu_s`` its CPU seconds (RLIMIT_CPU) before the kernel kills it (a fresh process runs
     the next calls); ``max_processes=0`` forbids fork/threads in policy code (RLIMIT_NPROC=0 plus
     patched Python entry points), ``>0`` allows them (they are killed with the process group).
-    ``max_output_bytes`` caps one worker message (a policy returning gigabytes is a crash).
+    ``max_output_bytes`` caps one call's output (bigger ones become an ``OutputTooLarge`` exception).
+    A policy process starts at ~110 MB of address space with numpy loaded, so keep ``memory_mb``
+    well above that. ``cpu_s`` bounds one policy process; a process that has used 75% of it hands
+    its remaining calls to a fresh one between two calls.
     """
 
     call_timeout_s: float = 5.0

@@ -57,6 +57,7 @@ def test_fractional_timeout_is_enforced_and_later_calls_of_the_batch_still_run()
 @pytest.mark.parametrize("bomb", [
     "x = bytearray(8 * 1024 ** 3)",
     "x = [0] * (2 * 1024 ** 3)",
+    "import numpy as np\n    x = np.ones((10 ** 5, 10 ** 5))",
 ])  # fmt: skip
 def test_memory_bomb(pool: SandboxPool, bomb: str) -> None:
     (r,) = run_hostile(pool, f"def f(x):\n    {bomb}\n    return len(x)\n")
@@ -268,3 +269,12 @@ def test_allowed_children_die_with_their_session() -> None:
                 break
             time.sleep(0.01)
         assert gone()
+
+
+def test_gigantic_output_is_refused_not_shipped() -> None:
+    limits = SandboxLimits(max_output_bytes=1 << 20)
+    with SandboxedFunction("def f(n):\n    return b'x' * n\n", "f", limits=limits) as fn:
+        assert fn(10) == b"x" * 10
+        r = fn.call(8 << 20)
+        assert r.status == "exception" and r.error_type == "OutputTooLarge"
+        assert fn(3) == b"xxx"  # same process, still serving
