@@ -10,7 +10,7 @@ from typing import Any
 from langprop.sandbox.confine import set_parent_undumpable
 from langprop.sandbox.pool import encode_inputs, start_workers
 from langprop.sandbox.types import CallResult, PolicyCallError, SandboxError, SandboxLimits
-from langprop.sandbox.worker import DEFAULT_PRELOAD, Worker, drive
+from langprop.sandbox.worker import DEFAULT_PRELOAD, Worker, drive, settle
 
 _MAX_REDISPATCH = 3
 
@@ -50,12 +50,13 @@ class SandboxedFunction:
                 set_parent_undumpable()
             start_workers([w])
         for _ in range(_MAX_REDISPATCH):
+            settle(w)
             if w.session is None:
                 drive([w], until=lambda: w.idle)
                 w.open_session(self.source, self.function_name)
             cid = next(self._ids)
             w.send_calls([(cid, blob)])
-            drive([w], until=lambda: bool(w.completed or w.unfinished))
+            drive([w], until=lambda cid=cid: cid in w.unfinished or any(c == cid for c, _ in w.completed))
             done = dict(w.completed)
             w.completed.clear()
             w.unfinished.clear()

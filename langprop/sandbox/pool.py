@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
@@ -14,7 +15,7 @@ from typing import Any
 from langprop.sandbox.confine import set_parent_undumpable
 from langprop.sandbox.types import CallResult, SandboxError, SandboxLimits
 from langprop.sandbox.wire import dumps
-from langprop.sandbox.worker import DEFAULT_PRELOAD, Worker, drive
+from langprop.sandbox.worker import DEFAULT_PRELOAD, Worker, drive, settle
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class SandboxPool:
         self.stats = {"calls": 0, "sessions": 0, "timeouts": 0, "crashes": 0, "redispatched": 0}
         self._finalizer = weakref.finalize(self, _close_workers, self.workers)
         self._lock = threading.Lock()
+        self._ids = itertools.count()
 
     @property
     def n_workers(self) -> int:
@@ -91,6 +93,7 @@ class SandboxPool:
 
     def _run(self, jobs: list[Job]) -> list[list[CallResult]]:
         self.start()
+        settle(*self.workers)  # nothing left over from an interrupted run
         t0 = time.monotonic()
         deadline = t0 + self.limits.batch_deadline_s if self.limits.batch_deadline_s else None
         results: list[list[CallResult | None]] = [[None] * len(job[2]) for job in jobs]
@@ -113,9 +116,8 @@ class SandboxPool:
         queue: deque[tuple[int, list[int]]] = deque(
             (j, list(range(len(r)))[k : k + chunk]) for j, r in enumerate(refs) for k in range(0, len(r), chunk)
         )
-        where: dict[int, tuple[int, int]] = {}  # call id → (job, sample)
+        where: dict[int, tuple[int, int]] = {}  # call id (unique for the pool's lifetime) → (job, sample)
         attempts: dict[tuple[int, int], int] = {}
-        next_id = 0
 
         def collect() -> None:
             for w in self.workers:
@@ -147,9 +149,9 @@ class SandboxPool:
                     j, idx = queue.popleft()
                     calls: list[tuple[int, bytes | int]] = []
                     for i in idx:
-                        where[next_id] = (j, i)
-                        calls.append((next_id, refs[j][i]))
-                        next_id += 1
+                        cid = next(self._ids)
+                        where[cid] = (j, i)
+                        calls.append((cid, refs[j][i]))
                     w.send_samples([(refs[j][i], sample_blobs[refs[j][i]]) for i in idx])
                     w.open_session(jobs[j][0], jobs[j][1])
                     w.send_calls(calls)

@@ -424,6 +424,19 @@ def _frames(buf: bytearray, max_len: int) -> list[bytes]:
     return out
 
 
+def settle(*workers: Worker) -> None:
+    """Forget a batch that was abandoned (e.g. by KeyboardInterrupt): kill sessions that still owe
+    results, wait for them to end, and drop their leftovers."""
+    stale = [w for w in workers if w.session is not None and w.session.pending]
+    for w in stale:
+        w.kill_session("crash", "the call was abandoned by the caller", "Abandoned")
+    if stale:
+        drive(stale, until=lambda: all(w.session is None for w in stale), deadline=time.monotonic() + 10.0)
+    for w in workers:
+        w.completed.clear()
+        w.unfinished.clear()
+
+
 def drive(workers: list[Worker], until: Any, deadline: float | None = None) -> bool:
     """Run the I/O loop over ``workers`` until ``until()`` is true (True) or ``deadline`` passes (False)."""
     sel = selectors.PollSelector()  # fds change every round; poll() needs no per-fd syscalls to (un)register

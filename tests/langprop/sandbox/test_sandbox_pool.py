@@ -191,3 +191,22 @@ def test_progress_page_never_pairs_an_index_with_an_older_start() -> None:
         torn += index > 0 and start < index
     page.close()
     assert torn == 0
+
+
+def test_a_run_interrupted_by_ctrl_c_leaves_the_pool_usable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from langprop.sandbox.worker import Worker
+
+    accept = Worker._accept_results
+
+    def interrupted(self: Worker, msg: object) -> None:
+        accept(self, msg)
+        raise KeyboardInterrupt
+
+    slow = "import time\ndef f(x):\n    time.sleep(0.02)\n    return x\n"
+    with SandboxPool(n_workers=1) as pool:
+        monkeypatch.setattr(Worker, "_accept_results", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            pool.run([(slow, "f", [{"x": i} for i in range(50)])])
+        monkeypatch.undo()
+        (row,) = pool.run([("def f(x):\n    return -x\n", "f", [{"x": i} for i in range(5)])])
+        assert [r.output for r in row] == [0, -1, -2, -3, -4]
