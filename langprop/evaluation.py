@@ -107,6 +107,34 @@ class EvalCache:
         self._remember(key, evaluation)
         return evaluation
 
+    def get_many(self, policy_hash: str, version: str, sample_keys: list[str]) -> dict[str, Evaluation]:
+        """Hits among ``sample_keys`` for one policy: memory first, then one query for the rest."""
+        found: dict[str, Evaluation] = {}
+        missing: list[str] = []
+        for key in sample_keys:
+            hit = self._memory.get((policy_hash, key, version))
+            if hit is not None:
+                self._memory.move_to_end((policy_hash, key, version))
+                found[key] = hit
+            else:
+                missing.append(key)
+        if self._db is None or not missing:
+            return found
+        wanted = set(missing)
+        rows = self._db.execute(
+            "SELECT sample_key, payload FROM evaluations WHERE policy_hash=? AND scorer_version=?", (policy_hash, version)
+        )
+        for sample_key, payload in rows:
+            if sample_key in wanted:
+                try:
+                    evaluation = _decode(sample_key, payload)
+                except (ProtocolError, ValueError, TypeError):
+                    log.warning("evaluation cache %s: ignoring an unreadable entry for %s", self.path, sample_key)
+                    continue
+                self._remember((policy_hash, sample_key, version), evaluation)
+                found[sample_key] = evaluation
+        return found
+
     def put_many(self, items: list[tuple[CacheKey, Evaluation]]) -> None:
         for key, evaluation in items:
             self._remember(key, evaluation)
@@ -174,10 +202,12 @@ class Evaluator:
         # Work to do, deduplicated: identical sources (same hash) run once per sample.
         todo: dict[str, tuple[str, list[int]]] = {}  # source hash → (source, sample indices)
         queued: set[tuple[str, int]] = set()
+        keys = [sample.key for sample in samples]
         for policy in policies:
             digest = _source_hash(policy)
+            hits = self.cache.get_many(digest, version, keys)
             for i, sample in enumerate(samples):
-                hit = self.cache.get((digest, sample.key, version))
+                hit = hits.get(sample.key)
                 if hit is not None:
                     out[policy.id][i] = hit
                     self._stats["cache_hits"] += 1
