@@ -30,15 +30,34 @@ EXIT_SANDBOX = 4
 EXIT_INTERRUPTED = 130
 
 
+OVERRIDES_HELP = """config overrides (any field of RunConfig; --key value, --key=value or key=value):
+  --llm.backend replay              serve the example's recorded (HAND-WRITTEN) answers offline
+  --llm.base_url URL --llm.model M  any OpenAI-compatible endpoint (key from env llm.api_key_env)
+  --llm.budget_tokens N             hard token budget; training stops cleanly when it is spent
+  --trainer.run_dir DIR             checkpoints, metrics.csv/jsonl, curves.png, failures.jsonl, llm/
+  --trainer.epochs N --trainer.batch_size N --trainer.n_responses N --trainer.n_top_choices N
+  --trainer.max_keep N --trainer.n_failure_examples N --trainer.seed N --trainer.max_steps N
+  --sandbox.n_workers N --sandbox.call_timeout_s S
+  --task.n_train N --task.n_val N   the example's own options (sudoku: sizes, clue_fraction, seed)
+"""
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m langprop", description="LangProp: code as trainable parameters.")
+    parser = argparse.ArgumentParser(prog="python -m langprop", description="LangProp: code as trainable parameters.",
+                                     allow_abbrev=False)
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     sub = parser.add_subparsers(dest="command", required=True)
-    train = sub.add_parser("train", help="train an example's policy; extra args are dotted config overrides")
+    train = sub.add_parser(
+        "train",
+        help="train an example's policy; extra args are dotted config overrides",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=OVERRIDES_HELP,
+        allow_abbrev=False,
+    )
     train.add_argument("--example", help="example to train (sudoku, cartpole); default from the config, else sudoku")
     train.add_argument("--config", help="YAML run config (fields of RunConfig)")
     train.add_argument("--no-resume", action="store_true", help="start afresh even if the run dir has a checkpoint")
-    ev = sub.add_parser("eval", help="evaluate the policies of a checkpoint on an example's data")
+    ev = sub.add_parser("eval", help="evaluate the policies of a checkpoint on an example's data", allow_abbrev=False)
     ev.add_argument("checkpoint", help="checkpoint dir (run_dir/checkpoints, or one step_* dir)")
     ev.add_argument("--split", choices=("train", "val"), default="val")
     ev.add_argument("--top", type=int, default=None, help="evaluate only the best K policies")
