@@ -129,6 +129,7 @@ class Trainer:
         self.stop_reason = "completed"
         try:
             if not restored:
+                self._take_snapshot(before_setup=True)  # what a stop during setup checkpoints
                 self._setup_step(evaluator, val)
             for step in range(self.step + 1, last + 1):
                 epoch, index = divmod(step - 1, batches_per_epoch)
@@ -393,8 +394,9 @@ class Trainer:
         append_jsonl(self.run_dir / "failures.jsonl", failures)
         self._take_snapshot()
 
-    def _take_snapshot(self) -> None:
+    def _take_snapshot(self, before_setup: bool = False) -> None:
         self._snapshot = {
+            "before_setup": before_setup,
             "step": self.step,
             "population": copy.deepcopy(self.population.state_dict()),
             "val_scores": dict(self.val_scores),
@@ -413,6 +415,8 @@ class Trainer:
         snap = self._snapshot
         assert snap is not None
         extra = {"val_scores": snap["val_scores"], "llm_state": snap["llm"]}
+        if snap.get("before_setup"):
+            extra["before_setup"] = True
         path = save_checkpoint(
             self.checkpoint_dir, snap["step"], self.population, self.run_config, extra,
             spec=self.model.spec, keep_last=self.config.keep_checkpoints,
@@ -427,12 +431,15 @@ class Trainer:
         if not (self.checkpoint_dir / "latest").exists():
             return False
         data = load_checkpoint(self.checkpoint_dir)
-        self.population.load_state_dict(data.population_state)
-        self.step = int(data.step)
-        self.val_scores = dict(data.extra.get("val_scores", {}))
         load_state = getattr(self.llm, "load_state_dict", None)
         if callable(load_state) and data.extra.get("llm_state"):
             load_state(data.extra["llm_state"])
+        if data.extra.get("before_setup"):  # stopped before step 0 finished: redo it (usage kept)
+            log.info("%s holds no completed step; starting from setup", self.checkpoint_dir)
+            return False
+        self.population.load_state_dict(data.population_state)
+        self.step = int(data.step)
+        self.val_scores = dict(data.extra.get("val_scores", {}))
         self._take_snapshot()  # the checkpoint was written after the trackers were reset
         self._saved_step = self.step
         log.info("resumed from %s at step %d", self.checkpoint_dir, self.step)

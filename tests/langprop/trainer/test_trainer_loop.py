@@ -38,8 +38,26 @@ def train(run_dir: Path, **overrides) -> Trainer:
     return trainer
 
 
-def run_fingerprint(run_dir: Path) -> dict:
-    """Everything that must match between two runs (minus wall-clock and path fields)."""
+def _strip_transcript_refs(value):
+    if isinstance(value, dict):
+        return {k: _strip_transcript_refs(v) for k, v in value.items()
+                if k not in ("prompt_file", "response_file", "next_seq")}
+    if isinstance(value, list):
+        return [_strip_transcript_refs(v) for v in value]
+    return value
+
+
+def run_fingerprint(run_dir: Path, transcript: bool = True) -> dict:
+    """Everything that must match between two runs (minus wall-clock and path fields).
+
+    ``transcript=False`` ignores the numbering of the LLM transcript files: a request refused by the
+    budget still leaves its prompt file, so a resumed run numbers its files after it.
+    """
+    if not transcript:
+        fp = run_fingerprint(run_dir)
+        fp.pop("prompts")
+        fp["failures.jsonl"] = [_strip_transcript_refs(json.loads(x)) for x in fp["failures.jsonl"].splitlines()]
+        return _strip_transcript_refs(fp)
     ckpt = run_dir / "checkpoints"
     step_dir = ckpt / (ckpt / "latest").read_text().strip()
     index = json.loads((step_dir / "index.json").read_text())
@@ -168,3 +186,14 @@ def test_budget_exhausted_stops_cleanly_with_a_checkpoint(tmp_path):
     assert data.step == trainer.step < 3
     assert data.extra["llm_state"]["usage"]["counts"]["calls"] >= 1
     assert json.loads((tmp_path / "run_state.json").read_text())["stop_reason"].startswith("LLM budget")
+
+
+def test_budget_spent_before_setup_checkpoints_and_a_resume_starts_from_setup(full_run, tmp_path):
+    run_dir, _ = full_run
+    stopped = train(tmp_path, llm_overrides={"budget_tokens": 50})
+    assert "budget" in stopped.stop_reason and stopped.step == 0
+    data = load_checkpoint(tmp_path / "checkpoints")
+    assert data.step == 0 and data.policies == [] and data.extra["before_setup"] is True
+    resumed = train(tmp_path)  # no budget this time
+    assert resumed.stop_reason == "completed"
+    assert run_fingerprint(tmp_path, transcript=False) == run_fingerprint(run_dir, transcript=False)
