@@ -134,7 +134,10 @@ def cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
         val_score = trainer.val_scores.get(best.id)
         shown = "n/a" if val_score is None else f"{val_score:.4g}"
         _out(f"best policy {best.id} (generation {best.generation}): validation score {shown}")
-        _out(f"  source: {run_dir / 'checkpoints' / 'latest'} -> policies/{best.id}.py")
+        latest = run_dir / "checkpoints" / "latest"
+        step_dir = run_dir / "checkpoints" / latest.read_text(encoding="utf-8").strip() if latest.is_file() else None
+        if step_dir is not None:
+            _out(f"  source: {step_dir / 'policies' / (best.id + '.py')}")
     return EXIT_INTERRUPTED if trainer.stop_reason == "interrupted" else 0
 
 
