@@ -88,7 +88,7 @@ def test_loop_turns_wrong_setup_policies_into_a_correct_solver(full_run):
     assert len(setup) == 3  # four setup answers, one without code
     best = data.best
     assert best.generation >= 1 and best.parent_id in {rec["id"] for rec in setup}
-    assert best.model == "replay" and best.prompt_file and not Path(best.prompt_file).is_absolute()
+    assert best.model == "hand-written" and best.prompt_file and not Path(best.prompt_file).is_absolute()
     assert (run_dir / best.response_file).is_file()
     # Validation is on puzzles the loop never saw; step 0 shows the setup policies failing them.
     assert trainer.val_scores[best.id] == 1.0

@@ -17,7 +17,7 @@ SPEC = PolicySpec("get_factorial", "def get_factorial(number: int) -> int", "Ret
 # HAND-WRITTEN replay answers (not from an LLM): a first attempt that prints and fails, then a fix.
 ANSWERS = {
     "entries": [
-        {"tag": "setup", "answer": (
+        {"tag": "setup", "model": "hand-written", "answer": (
             "```python\n"
             "def get_factorial(number):\n"
             "    print(f'computing {number}')\n"
@@ -25,7 +25,7 @@ ANSWERS = {
             "        raise ValueError(f'too big: {number}')\n"
             "    return number * 2\n"
             "```\n")},
-        {"tag": "update", "answer": "```python\nimport math\n\ndef get_factorial(number):\n    return math.factorial(number)\n```\n"},
+        {"tag": "update", "model": "hand-written", "answer": "```python\nimport math\n\ndef get_factorial(number):\n    return math.factorial(number)\n```\n"},
     ]
 }
 
