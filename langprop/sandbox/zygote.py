@@ -285,6 +285,9 @@ def main(argv: list[str]) -> None:
     parent = os.getppid()
     init = read_frame(0)
     try:
+        # What every session needs anyway, imported once here instead of once per fork.
+        for name in ("ctypes", "subprocess", "threading", "traceback", "langprop.sandbox.confine"):
+            importlib.import_module(name)
         config = init[1]
         for name in config.get("preload", ()):
             importlib.import_module(name)
