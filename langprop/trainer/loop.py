@@ -20,18 +20,13 @@ from langprop.atomic import atomic_write_json
 from langprop.llm.base import BudgetExceeded, LLMError
 from langprop.policy import NoCodeError, Policy, extract_code
 from langprop.population import Population
-from langprop.prompts.context import (
-    HistoryEntry,
-    failure_from_evaluation,
-    select_failures,
-    setup_context,
-    update_context,
-)
+from langprop.prompts.context import HistoryEntry, setup_context
 from langprop.prompts.template import PromptTemplate
 from langprop.trainer.callbacks import Callback, RichProgress
 from langprop.trainer.config import SandboxConfig, TrainerConfig, sandbox_limits
 from langprop.trainer.metrics import MetricsLogger, append_jsonl, plot_curves, truncate_jsonl
 from langprop.trainer.model import LangPropModel
+from langprop.trainer.prompting import update_messages
 
 log = logging.getLogger(__name__)
 
@@ -233,32 +228,19 @@ class Trainer:
             evals = parents_evals[policy.id]
             if self.model.perfect_score is not None and all(e.score >= self.model.perfect_score for e in evals):
                 continue  # nothing to fix on this batch
-            rng = random.Random(f"{self.config.seed}:{step}:{rank}")
-            perfect = self.model.perfect_score
-            context = update_context(
-                self.model.spec,
-                policy,
-                evals,
-                batch,
-                priority=self.population.priority(policy.id),
-                n_failures=self.config.n_failure_examples if perfect is None else 0,
-                rng=rng,
-                history=self._history(policy),
-                show_inputs=self.model.show_inputs,
-                **self._task_context(),
+            prompts.append(
+                update_messages(
+                    self.model,
+                    self._update_tpl,
+                    policy,
+                    evals,
+                    batch,
+                    priority=self.population.priority(policy.id),
+                    n_failures=self.config.n_failure_examples,
+                    rng=random.Random(f"{self.config.seed}:{step}:{rank}"),
+                    history=self._history(policy),
+                )
             )
-            if perfect is not None:  # everything below the perfect score is a failure worth showing
-                below = [i for i, e in enumerate(evals) if e.score < perfect]
-                picked = select_failures([evals[i] for i in below], self.config.n_failure_examples, rng,
-                                         include_perfect=True)
-                context["failures"] = [
-                    failure_from_evaluation(evals[below[j]], batch[below[j]], self.model.show_inputs) for j in picked
-                ]
-            context["failures"] = [
-                dataclasses.replace(f, output=self.model.show_output(f.output)) if f.status == "ok" else f
-                for f in context["failures"]
-            ]
-            prompts.append(self._update_tpl.render(**context))
             parents.append(policy)
             tags.append(f"update_s{step:04d}_{policy.id}")
         if prompts:
