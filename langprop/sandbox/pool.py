@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
 import math
@@ -98,19 +99,22 @@ class SandboxPool:
         deadline = t0 + self.limits.batch_deadline_s if self.limits.batch_deadline_s else None
         results: list[list[CallResult | None]] = [[None] * len(job[2]) for job in jobs]
         # Each distinct inputs dict is encoded once and sent once per worker, however many policies use it.
-        sample_ids: dict[int, int] = {}
-        sample_blobs: list[bytes] = []
-        refs: list[list[int]] = []
+        # Workers keep samples by content digest, so a batch evaluated again (children after parents)
+        # is not shipped again.
+        digests: dict[int, str] = {}
+        blobs: dict[str, bytes] = {}
+        refs: list[list[str]] = []
         for j, job in enumerate(jobs):
             row = []
             for i, kw in enumerate(job[2]):
-                if id(kw) not in sample_ids:
-                    sample_ids[id(kw)] = len(sample_blobs)
-                    sample_blobs.append(encode_inputs((), kw, f"job {j} sample {i}"))
-                row.append(sample_ids[id(kw)])
+                if id(kw) not in digests:
+                    blob = encode_inputs((), kw, f"job {j} sample {i}")
+                    digests[id(kw)] = digest = hashlib.blake2b(blob, digest_size=16).hexdigest()
+                    blobs[digest] = blob
+                row.append(digests[id(kw)])
             refs.append(row)
-        for w in self.workers:
-            w.reset_samples()
+        # Too much to keep in a worker (it would eat into every policy's memory_mb): send inline instead.
+        inline = sum(len(b) for b in blobs.values()) > self.workers[0].sample_store_bytes
         total = sum(len(r) for r in refs)
         chunk = max(1, math.ceil(total / (2 * self.n_workers)))
         queue: deque[tuple[int, list[int]]] = deque(
@@ -147,12 +151,13 @@ class SandboxPool:
             for w in self.workers:
                 if w.idle and queue:
                     j, idx = queue.popleft()
-                    calls: list[tuple[int, bytes | int]] = []
+                    calls: list[tuple[int, bytes | str]] = []
                     for i in idx:
                         cid = next(self._ids)
                         where[cid] = (j, i)
-                        calls.append((cid, refs[j][i]))
-                    w.send_samples([(refs[j][i], sample_blobs[refs[j][i]]) for i in idx])
+                        calls.append((cid, blobs[refs[j][i]] if inline else refs[j][i]))
+                    if not inline:
+                        w.send_samples([(refs[j][i], blobs[refs[j][i]]) for i in idx])
                     w.open_session(jobs[j][0], jobs[j][1])
                     w.send_calls(calls)
                     w.end_session()

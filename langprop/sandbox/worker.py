@@ -126,7 +126,8 @@ class Worker:
         self.ctl_sock.setblocking(False)
         self.ctl_buf, self.res_buf, self.outbox = bytearray(), bytearray(), bytearray()
         self.passed_fds: list[int] = []
-        self.samples_sent: set[int] = set()
+        self.samples_sent: set[str] = set()
+        self.samples_bytes = 0
         self.ready = False
         config = {"preload": list(self.preload), "harness": self.harness}
         self.outbox += frame(dumps(("init", config)))
@@ -188,21 +189,31 @@ class Worker:
         self.session = _Session(deadline=time.monotonic() + _SESSION_SLACK_S)
         self.outbox += frame(dumps(("session", source, function_name, asdict(self.limits))))
 
-    def send_samples(self, samples: list[tuple[int, bytes]]) -> None:
-        """Give the zygote sample inputs (by id) that later calls refer to; only between sessions."""
+    def send_samples(self, samples: list[tuple[str, bytes]]) -> None:
+        """Give the zygote sample inputs (keyed by content digest) that later calls refer to; only
+        between sessions. The zygote keeps them across runs until they outgrow ``sample_store_bytes``."""
         assert self.session is None
-        todo = [(sid, blob) for sid, blob in samples if sid not in self.samples_sent]
-        if todo:
-            self.samples_sent.update(sid for sid, _ in todo)
-            self.outbox += frame(dumps(("samples", todo)))
-
-    def reset_samples(self) -> None:
-        if self.samples_sent:
+        todo = {sid: blob for sid, blob in samples if sid not in self.samples_sent}
+        size = sum(len(b) for b in todo.values())
+        if size and self.samples_bytes + size > self.sample_store_bytes:
             self.samples_sent.clear()
+            self.samples_bytes = 0
             self.outbox += frame(dumps(("reset",)))
+            todo = dict(samples)
+            size = sum(len(b) for b in todo.values())
+        if todo:
+            self.samples_sent.update(todo)
+            self.samples_bytes += size
+            self.outbox += frame(dumps(("samples", list(todo.items()))))
 
-    def send_calls(self, calls: list[tuple[int, bytes | int]]) -> None:
-        """Calls as (call id, pickled (args, kwargs)) or (call id, sample id sent with send_samples)."""
+    @property
+    def sample_store_bytes(self) -> int:
+        """Pickled bytes of samples kept in the zygote: every policy process inherits them (decoded,
+        several times larger) inside its RLIMIT_AS, so they get a small slice of ``memory_mb``."""
+        return self.limits.memory_mb * 1024 * 1024 // 32
+
+    def send_calls(self, calls: list[tuple[int, bytes | str]]) -> None:
+        """Calls as (call id, pickled (args, kwargs)) or (call id, sample digest sent with send_samples)."""
         s = self.session
         assert s is not None and not s.ended
         now = time.monotonic()

@@ -46,7 +46,7 @@ _TRACEBACK_CHARS = 3000
 _POLICY_FILE = "<policy>"
 # Sample inputs of the current run, by id: (pickled bytes, decoded (args, kwargs)). Decoding once in
 # the zygote and forking is cheaper than decoding per call, and each session still gets its own copy.
-SAMPLES: dict[int, tuple[bytes, tuple[tuple[Any, ...], dict[str, Any]]]] = {}
+SAMPLES: dict[str, tuple[bytes, tuple[tuple[Any, ...], dict[str, Any]]]] = {}  # keyed by content digest
 _HERE = os.path.abspath(__file__)
 
 
@@ -128,7 +128,7 @@ class Session:
         self._compiled: dict[str, tuple[Callable[..., Any] | None, tuple[Any, ...] | None]] = {}
         self.buffer: list[tuple[Any, ...]] = []
         self.buffered_work = 0.0
-        self.used: set[int] = set()
+        self.used: set[str] = set()
         self.cpu_budget = 0.75 * int(config["cpu_s"])
 
     def function(self) -> tuple[Callable[..., Any] | None, tuple[Any, ...] | None]:
@@ -147,10 +147,10 @@ class Session:
                 self._compiled[key] = (None, _error(exc, self.capture.take()))
         return self._compiled[key]
 
-    def inputs(self, ref: bytes | int) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    def inputs(self, ref: bytes | str) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """A call's (args, kwargs), never shared with another call: decoded from its own bytes, or a
         sample the zygote decoded before the fork (first use in this process; later uses decode again)."""
-        if type(ref) is int:
+        if type(ref) is str:
             blob, decoded = SAMPLES[ref]
             if ref not in self.used:
                 self.used.add(ref)
@@ -158,7 +158,7 @@ class Session:
             ref = blob
         return pickle.loads(ref)
 
-    def run(self, calls: list[tuple[int, bytes | int]]) -> None:
+    def run(self, calls: list[tuple[int, bytes | str]]) -> None:
         fn: Callable[..., Any] | None = None
         for index, blob in calls:
             if time.process_time() > self.cpu_budget:
@@ -180,7 +180,7 @@ class Session:
         self.progress.set(IDLE, time.monotonic())
         self.flush()
 
-    def _call(self, index: int, fn: Callable[..., Any], blob: bytes | int, t0: float) -> tuple[Any, ...]:
+    def _call(self, index: int, fn: Callable[..., Any], blob: bytes | str, t0: float) -> tuple[Any, ...]:
         try:
             args, kwargs = self.inputs(blob)
             if self.harness is not None:

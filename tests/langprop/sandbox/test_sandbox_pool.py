@@ -210,3 +210,20 @@ def test_a_run_interrupted_by_ctrl_c_leaves_the_pool_usable(monkeypatch: pytest.
         monkeypatch.undo()
         (row,) = pool.run([("def f(x):\n    return -x\n", "f", [{"x": i} for i in range(5)])])
         assert [r.output for r in row] == [0, -1, -2, -3, -4]
+
+
+def test_samples_stay_in_workers_across_runs_unless_too_big() -> None:
+    small = [{"x": i} for i in range(6)]
+    big = [{"data": bytes([i]) * 600_000} for i in range(20)]  # 12 MB > 320 MB / 32
+    with SandboxPool(n_workers=1, limits=SandboxLimits(memory_mb=320)) as pool:
+        (row,) = pool.run([("def f(x):\n    return x\n", "f", small)])
+        kept = pool.workers[0].samples_bytes
+        assert kept > 0 and [r.output for r in row] == list(range(6))
+        # The same batch again (e.g. children after parents): nothing new is shipped.
+        again = [dict(kw) for kw in small]  # equal content, new objects
+        (row,) = pool.run([("def f(x):\n    return -x\n", "f", again)])
+        assert pool.workers[0].samples_bytes == kept and [r.output for r in row] == [0, -1, -2, -3, -4, -5]
+        # Too big to keep: sent with the calls instead, still correct.
+        (row,) = pool.run([("def f(data):\n    return (len(data), data[0])\n", "f", big)])
+        assert [r.output for r in row] == [(600_000, i) for i in range(20)]
+        assert pool.workers[0].samples_bytes == kept
