@@ -164,8 +164,9 @@ class SandboxPool:
                     self.stats["sessions"] += 1
             if not queue and all(w.session is None for w in self.workers):
                 break
+            # Results pile up in each worker's `completed`; come back only when there is work to hand out.
             ok = drive(self.workers, deadline=deadline, until=lambda: all(w.session is None for w in self.workers)
-                       or any(w.completed or w.unfinished or (w.idle and queue) for w in self.workers))
+                       or any(w.unfinished or (w.idle and queue) for w in self.workers))
             if not ok:
                 self._expire(deadline)
                 collect()

@@ -40,7 +40,7 @@ PROGRESS_BYTES = 16
 IDLE = -1
 RECYCLE_EXIT = 75  # a session that used most of its CPU allowance ends itself between two calls
 # Results go back in batches; a batch is flushed once it holds this much work, so a kill loses little.
-_FLUSH_WORK_S = 0.005
+_FLUSH_WORK_S = 0.02
 _FLUSH_EVERY_N = 256
 _TRACEBACK_CHARS = 3000
 _POLICY_FILE = "<policy>"
