@@ -19,6 +19,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
+
 from driving.criteria.events import (
     COLLISION_LAYOUT,
     COLLISION_PEDESTRIAN,
@@ -46,18 +48,22 @@ class CollisionCriterion:
 
     def update(self, tick: WorldTick, candidates: Sequence[ActorBox] | None = None) -> list[InfractionEvent]:
         """``candidates``: the actors that may touch the ego (all of ``tick.actors`` if None)."""
+        actors = tick.actors if candidates is None else candidates
+        return self.update_candidates(tick, [a.id for a in actors], [a.kind for a in actors],
+                                      boxes_to_array(actors))
+
+    def update_candidates(self, tick: WorldTick, ids: Sequence[int], kinds: Sequence[str],
+                          boxes: np.ndarray) -> list[InfractionEvent]:
+        """``update`` on candidates given as ids, kinds and an ``(M, 5)`` array of their boxes
+        (``x, y, yaw_deg, half_length, half_width``), in the actors' order."""
         ego = tick.ego
         events: list[InfractionEvent] = []
-        actors = tick.actors if candidates is None else candidates
-        if actors:
-            hits = obb_overlap(
-                (ego.x, ego.y, ego.yaw, ego.half_length, ego.half_width), boxes_to_array(actors)
-            )
-            for actor, hit in zip(actors, hits, strict=True):
-                if hit:
-                    event = self._on_contact(tick, actor.id, actor.kind)
-                    if event is not None:
-                        events.append(event)
+        if len(ids):
+            hits = obb_overlap((ego.x, ego.y, ego.yaw, ego.half_length, ego.half_width), boxes)
+            for k in np.flatnonzero(hits).tolist():
+                event = self._on_contact(tick, ids[k], kinds[k])
+                if event is not None:
+                    events.append(event)
         self._forget(tick)
         return events
 

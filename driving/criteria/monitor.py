@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import carla
+import numpy as np
 
 from driving.criteria.collision import CollisionCriterion
 from driving.criteria.events import PARAMS, InfractionEvent, check_version
@@ -30,6 +31,7 @@ from driving.criteria.route import (
     RouteTimeout,
 )
 from driving.criteria.traffic_rules import RedLightCriterion, StopSignCriterion
+from driving.geometry import boxes_to_array
 from driving.types import Route, WorldTick
 
 log = logging.getLogger(__name__)
@@ -159,30 +161,21 @@ class RouteMonitor:
             self._ego_road = wp.road_id
         # one pass over the actors: collision candidates (bounding circles within reach) and the
         # background vehicles' mean speed
-        ex, ey = ego.x, ego.y
         ego_reach = math.hypot(ego.half_length, ego.half_width)
-        near = []
-        speed_sum, vehicles = 0.0, 0
-        for a in tick.actors:
-            if not -MAX_SANE_SPEED < a.speed < MAX_SANE_SPEED:
-                self._warn_invalid(a)
-                continue
-            if a.kind == "vehicle":
-                speed_sum += abs(a.speed)
-                vehicles += 1
-            dx, dy = a.x - ex, a.y - ey
-            reach = ego_reach + a.half_length + a.half_width  # >= the sum of the two radii
-            if dx * dx + dy * dy < reach * reach:
-                near.append(a)
+        arrays = getattr(tick, "actor_arrays", None)
+        if arrays is not None:
+            candidates, mean_speed = self._scan_arrays(tick, arrays, ego_reach)
+        else:
+            candidates, mean_speed = self._scan_boxes(tick, ego_reach)
         new: list[InfractionEvent] = []
         success_before = self._completion.success
         self._completion.update(tick)
         self._lanes.update(tick, location, wp)
-        new += self._collision.update(tick, near)
+        new += self._collision.update_candidates(tick, *candidates)
         new += self._red.update(tick)
         new += self._stop.update(tick)
         if self._min_speed is not None:
-            new += self._min_speed.update(tick, speed_sum / vehicles if vehicles else math.nan)
+            new += self._min_speed.update(tick, mean_speed)
         new += self._in_route.update(tick)
         new += self._blocked.update(tick)
         new += self._timeout.update(tick)
@@ -191,10 +184,55 @@ class RouteMonitor:
             self.done = True
         return new
 
-    def _warn_invalid(self, actor: Any) -> None:
+    def _scan_boxes(self, tick: WorldTick, ego_reach: float) -> tuple[tuple[list[int], list[str], np.ndarray], float]:
+        """Collision candidates ``(ids, kinds, boxes (M, 5))`` and the mean |speed| of the vehicles
+        (nan if none), from ``tick.actors``."""
+        ex, ey = tick.ego.x, tick.ego.y
+        near = []
+        speed_sum, vehicles = 0.0, 0
+        for a in tick.actors:
+            if not -MAX_SANE_SPEED < a.speed < MAX_SANE_SPEED:
+                self._warn_invalid(a.id, a.speed, a.x, a.y)
+                continue
+            if a.kind == "vehicle":
+                speed_sum += abs(a.speed)
+                vehicles += 1
+            dx, dy = a.x - ex, a.y - ey
+            reach = ego_reach + a.half_length + a.half_width  # >= the sum of the two radii
+            if dx * dx + dy * dy < reach * reach:
+                near.append(a)
+        candidates = ([a.id for a in near], [a.kind for a in near], boxes_to_array(near))
+        return candidates, (speed_sum / vehicles if vehicles else math.nan)
+
+    def _scan_arrays(self, tick: WorldTick, arrays: Any, ego_reach: float
+                     ) -> tuple[tuple[list[int], list[str], np.ndarray], float]:
+        """``_scan_boxes`` on a world's actor arrays ``(ids, kind codes, kind names, data (N, 6):
+        x, y, yaw, speed, half_length, half_width)``, with the same floating-point operations in the
+        same order (the speed sum is accumulated sequentially like the loop's)."""
+        ids, codes, names, data = arrays
+        if data.shape[0] == 0:
+            return ([], [], np.zeros((0, 5))), math.nan
+        speed = data[:, 3]
+        valid = (speed > -MAX_SANE_SPEED) & (speed < MAX_SANE_SPEED)
+        if not valid.all():
+            k = int(np.argmin(valid))
+            self._warn_invalid(int(ids[k]), float(speed[k]), float(data[k, 0]), float(data[k, 1]))
+        code = names.index("vehicle") if "vehicle" in names else -1
+        vehicle_speeds = np.abs(speed[valid & (codes == code)])
+        mean_speed = (float(np.cumsum(vehicle_speeds)[-1]) / len(vehicle_speeds) if len(vehicle_speeds)
+                      else math.nan)
+        dx, dy = data[:, 0] - tick.ego.x, data[:, 1] - tick.ego.y
+        reach = ego_reach + data[:, 4] + data[:, 5]
+        near = np.flatnonzero(valid & (dx * dx + dy * dy < reach * reach))
+        if near.size == 0:
+            return ([], [], np.zeros((0, 5))), mean_speed
+        candidates = (ids[near].tolist(), [names[k] for k in codes[near].tolist()], data[near][:, [0, 1, 2, 4, 5]])
+        return candidates, mean_speed
+
+    def _warn_invalid(self, actor_id: int, speed: float, x: float, y: float) -> None:
         if not self._warned_invalid:
             log.warning("ignoring actor %s with invalid ground truth (speed %s, at %s, %s); the world "
-                        "reported a SUMO invalid value", actor.id, actor.speed, actor.x, actor.y)
+                        "reported a SUMO invalid value", actor_id, speed, x, y)
             self._warned_invalid = True
 
     # ------------------------------------------------------------------ state

@@ -10,6 +10,7 @@ Frames: SUMO net coordinates map to CARLA's world frame as ``(x, -y)``; ``yaw = 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import math
@@ -70,6 +71,65 @@ class EmbeddedWorldConfig:
         for name in ("perception_radius", "sumo_step_length", "sumo_action_step", "route_horizon", "jam_timeout_s"):
             if not float(getattr(self, name)) > 0:
                 raise EmbeddedWorldError(f"EmbeddedWorldConfig.{name} must be > 0, got {getattr(self, name)!r}")
+
+
+class _BoxCache:
+    """The last ground-truth boxes built, reused for actors whose row did not change."""
+
+    def __init__(self) -> None:
+        self.ids = np.zeros(0, np.int64)
+        self.data = np.zeros((0, 6))
+        self.boxes: list[ActorBox] = []
+
+    def boxes_of(self, ids: np.ndarray, kinds: np.ndarray, data: np.ndarray) -> list[ActorBox]:
+        # Boxes are immutable, so an actor whose row did not change (parked, waiting, static) keeps
+        # the previous box; only changed rows make new boxes, filling the frozen dataclass' __dict__
+        # directly (its __init__ costs 2.5x as much).
+        if self.ids.shape == ids.shape and np.array_equal(self.ids, ids):
+            actors = list(self.boxes)
+            changed = np.flatnonzero((data != self.data).any(axis=1))
+        else:
+            actors = [None] * len(ids)
+            changed = np.arange(len(ids))
+        new, fields, names = object.__new__, _BOX_FIELDS, KIND_NAMES
+        for i, aid, k, row in zip(changed.tolist(), ids[changed].tolist(), kinds[changed].tolist(),
+                                  data[changed].tolist(), strict=True):
+            box = new(ActorBox)
+            box.__dict__.update(zip(fields, (aid, names[k], *row), strict=True))
+            actors[i] = box
+        self.ids, self.data, self.boxes = ids, data, actors
+        return list(actors)
+
+
+class EmbeddedTick(WorldTick):
+    """The embedded world's ``WorldTick``: ``actors`` is built on first access from ``actor_arrays``.
+
+    ``actor_arrays = (ids int64 (N,), kind codes int8 (N,), kind names by code, data (N, 6))`` with
+    data rows ``x, y, yaw_deg, speed, half_length, half_width`` in the order of ``actors``. Criteria
+    read the arrays; the ``ActorBox`` list (same values) is made only for readers that want it
+    (rendering, recording, tests). It pickles as a plain ``WorldTick``.
+    """
+
+    actor_arrays: tuple[np.ndarray, np.ndarray, tuple[str, ...], np.ndarray] | None = None
+    _box_cache: _BoxCache | None = None
+
+    @property  # type: ignore[override]
+    def actors(self) -> list[ActorBox]:
+        boxes = self.__dict__.get("_actors")
+        if boxes is None:
+            ids, kinds, _names, data = self.actor_arrays  # type: ignore[misc]
+            cache = self._box_cache if self._box_cache is not None else _BoxCache()
+            boxes = self.__dict__["_actors"] = cache.boxes_of(ids, kinds, data)
+        return boxes
+
+    @actors.setter
+    def actors(self, value: list[ActorBox] | None) -> None:
+        self.__dict__["_actors"] = value
+        if value is not None:
+            self.actor_arrays = None
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return WorldTick, tuple(getattr(self, f.name) for f in dataclasses.fields(WorldTick))
 
 
 class EmbeddedWorld(World):
@@ -136,7 +196,7 @@ class EmbeddedWorld(World):
             self.track, self.config.ego.half_length)
         self._episode = True
         self._table: ActorTable | None = None
-        self._boxes: tuple[np.ndarray, np.ndarray, list[ActorBox]] = (np.zeros(0, np.int64), np.zeros((0, 6)), [])
+        self._box_cache = _BoxCache()
         self._spawn_route_jaywalkers(int(self.config.jaywalkers))
         self._scene = self._build_scene()
         return self._scene
@@ -183,26 +243,10 @@ class EmbeddedWorld(World):
         e = self.ego
         p = self.config.ego
         ego_box = ActorBox(EGO_ACTOR_ID, "ego", e.x, e.y, e.yaw_deg, p.half_length, p.half_width, e.speed)
-        # Ground truth is built every step for the criteria. Boxes are immutable, so an actor whose
-        # row did not change (parked, waiting, static) keeps last tick's box; only changed rows make
-        # new boxes, filling the frozen dataclass' __dict__ directly (its __init__ costs 2.5x as much).
-        prev_ids, prev_data, prev_boxes = self._boxes
-        ids, data = table.ids, table.data
-        if prev_ids.shape == ids.shape and np.array_equal(prev_ids, ids):
-            actors = list(prev_boxes)
-            changed = np.flatnonzero((data != prev_data).any(axis=1))
-        else:
-            actors = [None] * len(ids)
-            changed = np.arange(len(ids))
-        new, fields, kinds = object.__new__, _BOX_FIELDS, KIND_NAMES
-        for i, aid, k, row in zip(changed.tolist(), ids[changed].tolist(), table.kinds[changed].tolist(),
-                                  data[changed].tolist(), strict=True):
-            box = new(ActorBox)
-            box.__dict__.update(zip(fields, (aid, kinds[k], *row), strict=True))
-            actors[i] = box
-        self._boxes = (ids, data, actors)
-        result = WorldTick(self.frame, self.time, ego_box, self._control, list(actors), dict(self._light_states),
-                           e.acceleration)
+        result = EmbeddedTick(self.frame, self.time, ego_box, self._control, None, dict(self._light_states),
+                              e.acceleration)
+        result.actor_arrays = (table.ids, table.kinds, KIND_NAMES, table.data)
+        result._box_cache = self._box_cache
         self.timings["ground_truth"] += self.clock() - t0
         return result
 
