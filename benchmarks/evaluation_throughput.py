@@ -192,7 +192,8 @@ def main() -> None:
 
     with SandboxPool(n_workers=args.workers, limits=SandboxLimits(call_timeout_s=5.0)) as pool:
         pool.start()
-        jobs = [(src, FUNCTION, [{"scene": s} for s in scenes]) for src in sources]
+        inputs = [{"scene": s} for s in scenes]  # one inputs dict per sample, shared by all policies (as Evaluator does)
+        jobs = [(src, FUNCTION, inputs) for src in sources]
         check = pool.run(jobs[:1])[0]
         assert all(r.status == "ok" for r in check), next(r for r in check if r.status != "ok")
         for _ in range(args.repeats):  # interleaved, so a noisy moment does not favour one method

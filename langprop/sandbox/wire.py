@@ -156,8 +156,12 @@ def from_plain(obj: Any, depth: int = 0) -> Any:
     if t is tuple:
         if len(obj) == 4 and obj[0] == _ARRAY_TAG:
             return _decode_array(obj)
+        if all(type(x) in _SCALARS for x in obj):  # the common case, without a call per item
+            return obj
         return tuple(from_plain(x, depth + 1) for x in obj)
     if t is list:
+        if all(type(x) in _SCALARS for x in obj):
+            return obj
         return [from_plain(x, depth + 1) for x in obj]
     if t is dict:
         return {from_plain(k, depth + 1): from_plain(v, depth + 1) for k, v in obj.items()}
