@@ -419,6 +419,12 @@ class Trainer:
         if data.extra.get("before_setup"):  # stopped before step 0 finished: redo it (usage kept)
             log.info("%s holds no completed step; starting from setup", self.checkpoint_dir)
             return False
+        stored = (data.config or {}).get("trainer", {})
+        for key in ("seed", "batch_size", "decay", "max_keep"):  # these change what "resume" means
+            if key in stored and stored[key] != getattr(self.config, key):
+                log.warning("resuming %s with trainer.%s=%r (the checkpoint used %r): results will differ "
+                            "from an uninterrupted run", self.checkpoint_dir, key, getattr(self.config, key),
+                            stored[key])
         self.population.load_state_dict(data.population_state)
         self.step = int(data.step)
         self.val_scores = dict(data.extra.get("val_scores", {}))
