@@ -278,3 +278,21 @@ def test_gigantic_output_is_refused_not_shipped() -> None:
         r = fn.call(8 << 20)
         assert r.status == "exception" and r.error_type == "OutputTooLarge"
         assert fn(3) == b"xxx"  # same process, still serving
+
+
+def test_forging_the_progress_page_only_delays_the_kill() -> None:
+    # The policy finds the shared progress page and keeps claiming its call has just started: the
+    # per-session hard bound (calls x timeout + slack), which it cannot touch, still kills it.
+    source = textwrap.dedent("""
+        import sys, time
+        def f():
+            frame = sys._getframe(1)
+            while "self" not in frame.f_locals:  # up to the worker's call loop
+                frame = frame.f_back
+            page = frame.f_locals["self"].progress
+            while True:
+                page.set(page.get()[0], time.monotonic())
+        """)
+    with SandboxedFunction(source, "f", SandboxLimits(call_timeout_s=0.2)) as fn:
+        r = fn.call()
+        assert r.status == "timeout" and "timeout" in r.error_message
