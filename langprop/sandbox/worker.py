@@ -48,6 +48,7 @@ _SECRET = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|AUTH)|^(OPEN
 _START_TIMEOUT_S = 120.0
 _SESSION_SLACK_S = 2.0
 _POLL_S = 0.02
+_SILENCE_SLACK_S = 1.0  # fork + confine + result flush window, on top of call_timeout_s
 _MAX_RESTARTS_IN_A_ROW = 5  # compile + module-level code, on top of n_calls * call_timeout
 
 
@@ -82,6 +83,9 @@ class _Session:
     pending: dict[int, None] = field(default_factory=dict)  # sent, not yet answered, in order
     pid: int | None = None
     deadline: float = 0.0  # hard bound independent of what the (untrusted) progress page says
+    # Results are flushed after every ~20 ms of work, so a silence longer than one call's timeout (plus
+    # slack) means a call overran, whatever the page claims. Also independent of the page.
+    last_activity: float = 0.0
     kill: tuple[str, str, str] | None = None  # (status, error type, message) for the running call once killed
     ended: bool = False  # "end" sent: a clean exit is expected once pending is empty
     discard: bool = False  # the result stream is corrupt; ignore it until the session ends
@@ -218,6 +222,8 @@ class Worker:
         assert s is not None and not s.ended
         now = time.monotonic()
         s.deadline = max(s.deadline, now + _SESSION_SLACK_S) + len(calls) * self.limits.call_timeout_s
+        if not s.pending:
+            s.last_activity = now
         s.pending.update((i, None) for i, _ in calls)
         s.outbox += frame(dumps(("calls", calls)))
 
@@ -288,6 +294,7 @@ class Worker:
             if status not in ("ok", "exception") or not all(x is None or type(x) is str for x in (etype, emsg, tb)):
                 raise ProtocolError("malformed call result")
             del s.pending[index]
+            s.last_activity = time.monotonic()
             self.completed.append((index, CallResult(
                 status=status, output=from_plain(output), error_type=etype, error_message=emsg, traceback=tb,
                 stdout=stdout if type(stdout) is str else "",
@@ -313,6 +320,11 @@ class Worker:
             elif msg[0] == "error":
                 self._fail_start(f"harness or preload import failed: {msg[1]}")
             elif msg[0] == "started" and self.session is not None:
+                # Time bounds start now: the zygote may have spent a while decoding samples first.
+                now = time.monotonic()
+                n = len(self.session.pending)
+                self.session.deadline = now + _SESSION_SLACK_S + n * self.limits.call_timeout_s
+                self.session.last_activity = now
                 self.session.pid = msg[1]
                 if self.passed_fds:
                     self.session.cmd_fd = self.passed_fds.pop(0)
@@ -378,13 +390,14 @@ class Worker:
         s = self.session
         if not self.ready:
             return self.started_at + _START_TIMEOUT_S
-        if s is None or not s.pending or s.kill is not None:
+        if s is None or not s.pending or s.kill is not None or s.pid is None:
             return None
         index, start = self.progress.get()
+        bound = min(s.deadline, s.last_activity + self.limits.call_timeout_s + _SILENCE_SLACK_S)
         if index in s.pending:
-            return min(s.deadline, start + self.limits.call_timeout_s)
+            return min(bound, start + self.limits.call_timeout_s)
         # No call has started yet (or the page is stale): look again soon, a call may start any moment.
-        return min(s.deadline, time.monotonic() + min(_POLL_S, self.limits.call_timeout_s / 4))
+        return min(bound, time.monotonic() + min(_POLL_S, self.limits.call_timeout_s / 4))
 
     def check(self, now: float) -> None:
         """Kill the session if its running call (or the session's hard bound) is overdue."""
