@@ -282,7 +282,7 @@ def test_gigantic_output_is_refused_not_shipped() -> None:
 
 def test_forging_the_progress_page_only_delays_the_kill() -> None:
     # The policy finds the shared progress page and keeps claiming its call has just started: the
-    # per-session hard bound (calls x timeout + slack), which it cannot touch, still kills it.
+    # parent's own clock (no results for longer than one call's timeout + slack) still kills it.
     source = textwrap.dedent("""
         import sys, time
         def f():
