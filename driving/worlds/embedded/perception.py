@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -112,7 +113,7 @@ class SceneBuilder:
     def _route_points(self, seg: int, s: float, x: float, y: float, c: float, sn: float) -> list[RoutePoint]:
         track = self.track
         lo = seg + 1
-        hi = max(int(np.searchsorted(track.s, s + self.config.route_horizon, side="right")), lo)
+        hi = max(bisect.bisect_right(track._s_list, s + self.config.route_horizon), lo)
         px, py = track.point_at(s)
         xs = np.empty(hi - lo + 1)
         ys = np.empty(hi - lo + 1)

@@ -12,6 +12,7 @@ exactly that ``s`` (to 0.01 m), and the landmark id of a light is ``<tlsID>_<lin
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -73,6 +74,11 @@ class RouteTrack:
         self.speed_limit = self._speed_limits(sumo)
         self.lights, self.stops = self._signals(town, sumo)
         self.index = 0  # segment of the last projection
+        # plain-float copies for the per-tick scalar look-ups
+        self._s_list = self.s.tolist()
+        self._seg_list = [(float(p[0]), float(p[1]), float(d[0]), float(d[1]), float(s0))
+                          for p, d, s0 in zip(self.xy[:-1], self.seg_dir, self.s[:-1], strict=True)]
+        self._entry_list = self.junction_entry_s.tolist()
 
     # ------------------------------------------------------------------ reset-time preparation
     def _edge_sequence(self, town: Any, sumo: Any) -> list[str]:
@@ -177,7 +183,8 @@ class RouteTrack:
         p0 = self.xy[lo:hi]
         d = self.seg_dir[lo:hi]
         rx, ry = x - p0[:, 0], y - p0[:, 1]
-        t = np.clip(rx * d[:, 0] + ry * d[:, 1], 0.0, self.seg_len[lo:hi])
+        # np.minimum/np.maximum: the same values as np.clip without its dispatch overhead
+        t = np.minimum(np.maximum(rx * d[:, 0] + ry * d[:, 1], 0.0), self.seg_len[lo:hi])
         ex, ey = rx - t * d[:, 0], ry - t * d[:, 1]
         dist2 = ex * ex + ey * ey
         k = int(np.argmin(dist2))
@@ -196,10 +203,12 @@ class RouteTrack:
         return seg, s, dist
 
     def point_at(self, s: float) -> tuple[float, float]:
-        i = int(np.clip(np.searchsorted(self.s, s, side="right") - 1, 0, len(self.seg_len) - 1))
-        t = s - self.s[i]
-        return float(self.xy[i, 0] + t * self.seg_dir[i, 0]), float(self.xy[i, 1] + t * self.seg_dir[i, 1])
+        # bisect on plain-float lists: the same indices as np.searchsorted, at a fraction of the cost
+        i = min(max(bisect.bisect_right(self._s_list, s) - 1, 0), len(self._seg_list) - 1)
+        x0, y0, dx, dy, s0 = self._seg_list[i]
+        t = s - s0
+        return x0 + t * dx, y0 + t * dy
 
     def next_junction_entry(self, s: float) -> float | None:
-        k = int(np.searchsorted(self.junction_entry_s, s, side="left"))
-        return float(self.junction_entry_s[k]) if k < len(self.junction_entry_s) else None
+        k = bisect.bisect_left(self._entry_list, s)
+        return self._entry_list[k] if k < len(self._entry_list) else None

@@ -44,6 +44,7 @@ EGO_SUMO_ID = "ego"
 EGO_ACTOR_ID = 0
 _OFF_ROUTE = 3.0  # m from the route: the ego is moved into SUMO anywhere (keepRoute=2), not on its route
 _BACK_ON_ROUTE = 1.5  # m: hysteresis for going back to keepRoute=1
+_TLS_STATIC = 0  # libsumo TraCILogic.type of a fixed-time program
 _BOX_FIELDS = ("id", "kind", "x", "y", "yaw", "speed", "half_length", "half_width")
 
 
@@ -394,24 +395,42 @@ class EmbeddedWorld(World):
     def _init_lights(self) -> None:
         sumo = self._sumo
         self._tls_links: dict[str, list[tuple[int, str]]] = {}
+        # Fixed-time programs change state only at their scheduled switches: those are polled only
+        # from the step before their next switch on; other programs every step.
+        self._tls_static: dict[str, bool] = {}
         for tls in sumo.trafficlight.getIDList():
             links = sumo.trafficlight.getControlledLinks(tls)
             self._tls_links[tls] = [(i, f"{tls}_{i}") for i, group in enumerate(links)
                                     if group and not group[0][0].startswith(":")]
+            self._tls_static[tls] = all(int(logic.type) == _TLS_STATIC
+                                        for logic in sumo.trafficlight.getAllProgramLogics(tls))
         self._tls_state: dict[str, str] = {}
+        self._tls_next: dict[str, float] = {}
         self._light_states: dict[str, str] = {}
+        self._next_light_poll = -math.inf
         self._update_lights()
 
     def _update_lights(self) -> None:
+        # SUMO applies a switch scheduled at time T in the step after T: polling from T - dt on (SUMO's
+        # clock, which runs ahead of the world's by the reset steps) never misses one.
+        horizon = self._sumo.simulation.getTime() + self.dt + 1e-6
+        if horizon < self._next_light_poll:
+            return
         from driving.worlds.embedded.perception import light_state
 
-        get = self._sumo.trafficlight.getRedYellowGreenState
+        tl = self._sumo.trafficlight
+        get, next_switch = tl.getRedYellowGreenState, tl.getNextSwitch
+        nexts = self._tls_next
         for tls, links in self._tls_links.items():
+            if nexts.get(tls, -math.inf) > horizon:
+                continue
             state = get(tls)
+            nexts[tls] = next_switch(tls) if self._tls_static[tls] else -math.inf
             if state != self._tls_state.get(tls):
                 self._tls_state[tls] = state
                 for index, landmark in links:
                     self._light_states[landmark] = light_state(state, index)
+        self._next_light_poll = min(nexts.values(), default=math.inf)
 
     def _spawn_route_jaywalkers(self, count: int) -> None:
         """``count`` pedestrians waiting beside the route ahead, crossing it when the ego approaches."""
