@@ -18,14 +18,13 @@ sort_keys=True``. Files are written atomically (temp file, fsync, rename).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from driving.criteria.events import check_version
 from driving.scoring import LABELS, RouteRecord, global_record, global_values
+from langprop.atomic import atomic_write_json
 
 SENSOR_ICONS = {
     "sensor.camera.rgb": "carla_camera",
@@ -128,18 +127,7 @@ def write_results(
     """Write results.json atomically; returns the written dict."""
     version = check_version(version)
     data = results_dict(records, version, sensors, entry_status, total_routes)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=4, sort_keys=version == "1.0")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_json(path, data, indent=4, sort_keys=version == "1.0")
     return data
 
 

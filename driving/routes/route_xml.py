@@ -13,13 +13,12 @@ positions carry pitch/roll/yaw when non-zero.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
 from driving.types import Keypoint, Route
+from langprop.atomic import atomic_write_bytes
 
 FORMATS = ("1.0", "2.x")
 
@@ -166,20 +165,8 @@ def write_routes(routes: list[Route], path: str | Path, fmt: str = "2.x") -> Pat
                     for one in attrs if isinstance(attrs, list) else [attrs]:
                         ET.SubElement(node, tag, {k: _text(v) for k, v in one.items()})
     ET.indent(root, space="   ")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            ET.ElementTree(root).write(fh, encoding="utf-8", xml_declaration=True)
-            fh.write(b"\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    data = ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+    return atomic_write_bytes(path, data)
 
 
 def _write_weather(elem: ET.Element, weather: dict[str, Any], fmt: str) -> None:

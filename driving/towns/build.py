@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 import subprocess
 import xml.etree.ElementTree as ET
 from dataclasses import asdict
@@ -24,6 +23,7 @@ import sumolib
 from driving.towns.plain import write_roundabout_grid
 from driving.towns.spec import TownSpec
 from driving.towns.stops import STOP_STATES, StopApproach, inject_stop_signs
+from langprop.atomic import atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +91,7 @@ def build_town_files(spec: TownSpec, out_dir: Path) -> dict[str, Any]:
         "connectors": junction_connectors(xodr),
         "stops": [asdict(s) for s in stops],
     }
-    tmp = out_dir / (META_FILE + ".tmp")
-    with open(tmp, "w") as fh:
-        json.dump(meta, fh, indent=1, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, out_dir / META_FILE)
+    atomic_write_json(out_dir / META_FILE, meta, indent=1, sort_keys=True)
     return meta
 
 
