@@ -8,9 +8,10 @@ vehicle or pedestrian in its path.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
-import itertools
 import math
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -20,6 +21,8 @@ import numpy as np
 from driving.controllers import SpeedController, pure_pursuit_steer
 from driving.scene import Scene
 from driving.types import Route, VehicleControl
+
+_DISTANCE = operator.itemgetter(2)
 
 
 @runtime_checkable
@@ -76,10 +79,16 @@ class RouteFollower:
             throttle, brake = self.speed_controller.step(0.0, scene.ego.speed)
             return VehicleControl(throttle=throttle, brake=brake)
         horizon = cfg.obstacle_horizon + 15.0  # the route beyond this never changes the decision
-        pts = np.array([(p.ego_x, p.ego_y, p.distance) for p in itertools.takewhile(
-            lambda p: p.distance <= horizon, route)] or [(route[0].ego_x, route[0].ego_y, 0.0)], dtype=float)
+        rows = []
+        for p in route:
+            if p.distance > horizon:
+                break
+            rows.append((p.ego_x, p.ego_y, p.distance))
+        if not rows:
+            rows.append((route[0].ego_x, route[0].ego_y, 0.0))
+        pts = np.array(rows, dtype=float)
         speed = scene.ego.speed
-        steer = self._steer(pts, speed)
+        steer = self._steer(rows, speed)
         target = min(cfg.cruise_speed, scene.speed_limit, self._curve_speed(pts))
         target = min(target, self._stop_speed(self._stop_distance(scene, pts), speed))
         # Stop with the centre just past the route's end (the leaderboard counts a point as passed
@@ -92,11 +101,12 @@ class RouteFollower:
         return VehicleControl(throttle=throttle, steer=steer, brake=brake)
 
     # ------------------------------------------------------------------ lateral
-    def _steer(self, pts: np.ndarray, speed: float) -> float:
+    def _steer(self, rows: list[tuple[float, float, float]], speed: float) -> float:
+        """``rows``: (ego_x, ego_y, distance) of the route points ahead, distances ascending."""
         cfg = self.config
         lookahead = min(cfg.lookahead_max, max(cfg.lookahead_min, cfg.lookahead_gain * abs(speed)))
-        k = int(np.searchsorted(pts[:, 2], lookahead))
-        x, y = pts[min(k, len(pts) - 1), :2]
+        k = bisect.bisect_left(rows, lookahead, key=_DISTANCE)  # np.searchsorted(distances, lookahead)
+        x, y, _ = rows[min(k, len(rows) - 1)]
         return pure_pursuit_steer(float(x), float(y), cfg.wheelbase, cfg.max_steer_deg)
 
     # ------------------------------------------------------------------ longitudinal
@@ -105,10 +115,11 @@ class RouteFollower:
         near = pts[pts[:, 2] <= cfg.curve_lookahead]
         if len(near) < 3:
             return cfg.cruise_speed
-        heading = np.arctan2(np.diff(near[:, 1]), np.diff(near[:, 0]))
-        turn = np.abs((np.diff(heading) + math.pi) % (2.0 * math.pi) - math.pi)
-        ds = np.maximum(np.diff(near[:, 2])[1:], 1e-3)
-        curvature = float(np.max(turn / ds)) if len(turn) else 0.0
+        step = near[1:] - near[:-1]  # np.diff of every column at once
+        heading = np.arctan2(step[:, 1], step[:, 0])
+        turn = np.abs((heading[1:] - heading[:-1] + math.pi) % (2.0 * math.pi) - math.pi)
+        ds = np.maximum(step[1:, 2], 1e-3)
+        curvature = float((turn / ds).max()) if len(turn) else 0.0
         if curvature < 1e-4:
             return cfg.cruise_speed
         return max(cfg.min_curve_speed, math.sqrt(cfg.lateral_accel / curvature))
@@ -152,7 +163,7 @@ class RouteFollower:
         nearest = np.argmin(d2, axis=1)
         lateral = np.sqrt(d2[np.arange(len(actors)), nearest])
         # Direction of the route at each point (ego frame), to project the actor's box across it.
-        seg = np.diff(pts[:, :2], axis=0)
+        seg = pts[1:, :2] - pts[:-1, :2]
         route_dir = np.arctan2(seg[:, 1], seg[:, 0])
         best: float | None = None
         for a, k, lat in zip(actors, nearest.tolist(), lateral.tolist(), strict=True):

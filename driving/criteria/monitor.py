@@ -123,6 +123,8 @@ class RouteMonitor:
         self._in_route = InRouteCriterion(self.geometry, p)
         self._blocked = BlockedCriterion(p)
         self._ego_road: int | None = None
+        self._wp_key: tuple[float, float] | None = None
+        self._wp: Any = None
         if speed_limit is None:
             limits = road_speed_limits(self.map, town) if self.version != "1.0" and timeout_s is None else {}
             speed_limit = self._make_speed_limit(limits)
@@ -154,19 +156,23 @@ class RouteMonitor:
         self._last_tick = tick
         ego = tick.ego
         location = carla.Location(ego.x, ego.y, 0.0)
-        wp = self.map.get_waypoint(location, project_to_road=True, lane_type=carla.LaneType.Driving)
+        # The nearest driving waypoint depends only on (x, y): a stopped ego reuses the last answer.
+        if self._wp_key == (ego.x, ego.y):
+            wp = self._wp
+        else:
+            wp = self.map.get_waypoint(location, project_to_road=True, lane_type=carla.LaneType.Driving)
+            self._wp_key, self._wp = (ego.x, ego.y), wp
         if wp is not None:
             # compare distances in the plane the map lives in
             location.z = wp.transform.location.z
             self._ego_road = wp.road_id
         # one pass over the actors: collision candidates (bounding circles within reach) and the
         # background vehicles' mean speed
-        ego_reach = math.hypot(ego.half_length, ego.half_width)
         arrays = getattr(tick, "actor_arrays", None)
         if arrays is not None:
-            candidates, mean_speed = self._scan_arrays(tick, arrays, ego_reach)
+            candidates, mean_speed = self._scan_arrays(tick, arrays)
         else:
-            candidates, mean_speed = self._scan_boxes(tick, ego_reach)
+            candidates, mean_speed = self._scan_boxes(tick, math.hypot(ego.half_length, ego.half_width))
         new: list[InfractionEvent] = []
         success_before = self._completion.success
         self._completion.update(tick)
@@ -204,25 +210,28 @@ class RouteMonitor:
         candidates = ([a.id for a in near], [a.kind for a in near], boxes_to_array(near))
         return candidates, (speed_sum / vehicles if vehicles else math.nan)
 
-    def _scan_arrays(self, tick: WorldTick, arrays: Any, ego_reach: float
-                     ) -> tuple[tuple[list[int], list[str], np.ndarray], float]:
+    def _scan_arrays(self, tick: WorldTick, arrays: Any) -> tuple[tuple[list[int], list[str], np.ndarray], float]:
         """``_scan_boxes`` on a world's actor arrays ``(ids, kind codes, kind names, data (N, 6):
-        x, y, yaw, speed, half_length, half_width)``, with the same floating-point operations in the
-        same order (the speed sum is accumulated sequentially like the loop's)."""
+        x, y, yaw, speed, half_length, half_width)``: the same mean speed (accumulated sequentially
+        like the loop's sum), and as candidates the actors that pass ``obb_overlap``'s own circle
+        prefilter (a subset of ``_scan_boxes``' candidates giving the same collisions)."""
         ids, codes, names, data = arrays
         if data.shape[0] == 0:
             return ([], [], np.zeros((0, 5))), math.nan
-        speed = data[:, 3]
-        valid = (speed > -MAX_SANE_SPEED) & (speed < MAX_SANE_SPEED)
+        abs_speed = np.abs(data[:, 3])
+        valid = abs_speed < MAX_SANE_SPEED  # False for nan, like the loop's chained comparison
         if not valid.all():
             k = int(np.argmin(valid))
-            self._warn_invalid(int(ids[k]), float(speed[k]), float(data[k, 0]), float(data[k, 1]))
+            self._warn_invalid(int(ids[k]), float(data[k, 3]), float(data[k, 0]), float(data[k, 1]))
         code = names.index("vehicle") if "vehicle" in names else -1
-        vehicle_speeds = np.abs(speed[valid & (codes == code)])
+        vehicle_speeds = abs_speed[valid & (codes == code)]
         mean_speed = (float(np.cumsum(vehicle_speeds)[-1]) / len(vehicle_speeds) if len(vehicle_speeds)
                       else math.nan)
-        dx, dy = data[:, 0] - tick.ego.x, data[:, 1] - tick.ego.y
-        reach = ego_reach + data[:, 4] + data[:, 5]
+        # Candidates: exactly the bounding-circle prefilter of ``obb_overlap`` (same expression),
+        # which would reject every other actor anyway.
+        ego = tick.ego
+        dx, dy = data[:, 0] - float(ego.x), data[:, 1] - float(ego.y)
+        reach = math.hypot(float(ego.half_length), float(ego.half_width)) + np.hypot(data[:, 4], data[:, 5])
         near = np.flatnonzero(valid & (dx * dx + dy * dy < reach * reach))
         if near.size == 0:
             return ([], [], np.zeros((0, 5))), mean_speed

@@ -39,7 +39,7 @@ class RouteGeometry:
         self.length = float(self.accum[-1])
         self.n = len(route.dense)
         # plain-float copies for the per-tick scalar tests (numpy scalar indexing costs ~10x more)
-        self._points = [(float(p[0]), float(p[1]), float(f[0]), float(f[1])) for p, f in zip(self.xyz, self.forward)]
+        self._points = [(float(p[0]), float(p[1]), float(f[0]), float(f[1])) for p, f in zip(self.xyz, self.forward, strict=True)]
 
     def passed(self, index: int, x: float, y: float) -> bool:
         px, py, fx, fy = self._points[index]

@@ -75,6 +75,8 @@ class RedLightCriterion:
         self.map = carla_map
         self.p = params
         self.last_light: str | None = None
+        self._tail_key: tuple[float, float] | None = None
+        self._tail_wp: Any = None
         exits = _route_exit_roads(route)
         groups: dict[tuple[str, int], dict[int, list[Any]]] = defaultdict(lambda: defaultdict(list))
         for sl in stop_lines:
@@ -120,7 +122,11 @@ class RedLightCriterion:
                 if not self._lane_is_red(lane, tick.light_states):
                     continue
                 if tail_wp is None:
-                    tail_wp = self.map.get_waypoint(carla.Location(far[0], far[1], 0.0), project_to_road=True)
+                    if self._tail_key != far:  # a stopped ego asks for the same point every tick
+                        self._tail_key = far
+                        self._tail_wp = self.map.get_waypoint(carla.Location(far[0], far[1], 0.0),
+                                                              project_to_road=True)
+                    tail_wp = self._tail_wp
                     if tail_wp is None:
                         return events
                 sl = lane.line
