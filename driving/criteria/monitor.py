@@ -219,12 +219,15 @@ class RouteMonitor:
         if data.shape[0] == 0:
             return ([], [], np.zeros((0, 5))), math.nan
         abs_speed = np.abs(data[:, 3])
-        valid = abs_speed < MAX_SANE_SPEED  # False for nan, like the loop's chained comparison
-        if not valid.all():
-            k = int(np.argmin(valid))
+        valid: np.ndarray | None = abs_speed < MAX_SANE_SPEED  # False for nan, like the loop's test
+        if valid.all():  # type: ignore[union-attr]
+            valid = None  # the usual case: no masking needed
+        else:
+            k = int(np.argmin(valid))  # type: ignore[arg-type]
             self._warn_invalid(int(ids[k]), float(data[k, 3]), float(data[k, 0]), float(data[k, 1]))
         code = names.index("vehicle") if "vehicle" in names else -1
-        vehicle_speeds = abs_speed[valid & (codes == code)]
+        is_vehicle = codes == code
+        vehicle_speeds = abs_speed[is_vehicle if valid is None else valid & is_vehicle]
         mean_speed = (float(np.cumsum(vehicle_speeds)[-1]) / len(vehicle_speeds) if len(vehicle_speeds)
                       else math.nan)
         # Candidates: exactly the bounding-circle prefilter of ``obb_overlap`` (same expression),
@@ -232,7 +235,8 @@ class RouteMonitor:
         ego = tick.ego
         dx, dy = data[:, 0] - float(ego.x), data[:, 1] - float(ego.y)
         reach = math.hypot(float(ego.half_length), float(ego.half_width)) + np.hypot(data[:, 4], data[:, 5])
-        near = np.flatnonzero(valid & (dx * dx + dy * dy < reach * reach))
+        close = dx * dx + dy * dy < reach * reach
+        near = (close if valid is None else valid & close).nonzero()[0]
         if near.size == 0:
             return ([], [], np.zeros((0, 5))), mean_speed
         candidates = (ids[near].tolist(), [names[k] for k in codes[near].tolist()], data[near][:, [0, 1, 2, 4, 5]])

@@ -39,6 +39,7 @@ class ActorTable:
     ids: np.ndarray  # int64 (N,)
     kinds: np.ndarray  # int8 (N,), KIND_*
     data: np.ndarray  # float (N, 6)
+    has_static: bool = True  # False: no row is KIND_STATIC (skips a mask)
 
 
 def light_state(states: str, index: int) -> str:
@@ -133,23 +134,26 @@ class SceneBuilder:
             return [], []
         dx, dy = data[:, 0] - ego.x, data[:, 1] - ego.y
         d2 = dx * dx + dy * dy
-        near = np.flatnonzero((d2 <= self.config.radius ** 2) & (actors.kinds != KIND_STATIC))
+        mask = d2 <= self.config.radius ** 2
+        if actors.has_static:
+            mask &= actors.kinds != KIND_STATIC
+        near = mask.nonzero()[0]
         if near.size == 0:
             return [], []
-        near = near[np.argsort(d2[near], kind="stable")]
-        rows = data[near]
-        ndx, ndy = dx[near], dy[near]
-        ex, ey = c * ndx + sn * ndy, -sn * ndx + c * ndy
-        rel = np.mod(rows[:, 2] - ego.yaw + 180.0, 360.0) - 180.0
-        rel[rel == -180.0] = 180.0
+        near = near[d2[near].argsort(kind="stable")]
+        # The few actors in range: per-actor float arithmetic, the same operations as the former
+        # vectorised ones (IEEE results are identical; Python's % and np.mod share one definition).
         vehicles: list[Actor] = []
         pedestrians: list[Actor] = []
-        for aid, kind, (x, y, yaw, speed, hl, hw), a, b, r, d in zip(
-            actors.ids[near].tolist(), actors.kinds[near].tolist(), rows.tolist(), ex.tolist(),
-            ey.tolist(), rel.tolist(), np.sqrt(d2[near]).tolist(), strict=True,
+        ego_yaw, sqrt = ego.yaw, math.sqrt
+        for aid, kind, (x, y, yaw, speed, hl, hw), ddx, ddy, dd2 in zip(
+            actors.ids[near].tolist(), actors.kinds[near].tolist(), data[near].tolist(), dx[near].tolist(),
+            dy[near].tolist(), d2[near].tolist(), strict=True,
         ):
-            if kind == KIND_VEHICLE:
-                vehicles.append(Actor(aid, "vehicle", x, y, yaw, a, b, r, speed, hl, hw, d))
-            else:
-                pedestrians.append(Actor(aid, "pedestrian", x, y, yaw, a, b, r, speed, hl, hw, d))
+            r = (yaw - ego_yaw + 180.0) % 360.0 - 180.0
+            if r == -180.0:
+                r = 180.0
+            actor = Actor(aid, "vehicle" if kind == KIND_VEHICLE else "pedestrian", x, y, yaw,
+                          c * ddx + sn * ddy, -sn * ddx + c * ddy, r, speed, hl, hw, sqrt(dd2))
+            (vehicles if kind == KIND_VEHICLE else pedestrians).append(actor)
         return vehicles, pedestrians

@@ -218,7 +218,7 @@ class Traffic:
         values = (*vres.values(), *pres.values())
         n = len(values)
         raw = np.empty((n, 4))
-        raw[:, :2] = list(map(_get_pos, values))
+        raw[:, :2] = np.fromiter(itertools.chain.from_iterable(map(_get_pos, values)), float, 2 * n).reshape(n, 2)
         raw[:, 2] = np.fromiter(map(_get_angle, values), float, n)
         raw[:, 3] = np.fromiter(map(_get_speed, values), float, n)
         if raw.min() <= _INVALID:

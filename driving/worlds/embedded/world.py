@@ -198,6 +198,7 @@ class EmbeddedWorld(World):
         self._episode = True
         self._table: ActorTable | None = None
         self._box_cache = _BoxCache()
+        self._kinds_of: tuple[np.ndarray | None, np.ndarray] = (None, np.zeros(0, np.int8))
         self._spawn_route_jaywalkers(int(self.config.jaywalkers))
         self._scene = self._build_scene()
         return self._scene
@@ -452,7 +453,9 @@ class EmbeddedWorld(World):
         if self._table is not None:
             return self._table
         ids, flags, data = self.traffic.read()
-        kinds = np.where(flags, KIND_VEHICLE, KIND_PEDESTRIAN).astype(np.int8)
+        if flags is not self._kinds_of[0]:  # the flags array changes only when the actor set does
+            self._kinds_of = (flags, np.where(flags, KIND_VEHICLE, KIND_PEDESTRIAN).astype(np.int8))
+        kinds = self._kinds_of[1]
         s_ids, s_kinds, s_data = self.scripted.rows()
         placed = self.scripted.placed
         if s_ids or placed:
@@ -466,7 +469,7 @@ class EmbeddedWorld(World):
             yaw = np.mod(table_data[:, 2] + 180.0, 360.0) - 180.0
             yaw[yaw == -180.0] = 180.0
             table_data[:, 2] = yaw
-        self._table = ActorTable(ids, kinds, table_data)
+        self._table = ActorTable(ids, kinds, table_data, has_static=bool(self.scripted.statics))
         return self._table
 
     def _build_scene(self) -> Scene:
