@@ -85,9 +85,14 @@ def to_plain(obj: Any, depth: int = 0) -> Any:
     if depth > MAX_DEPTH:
         raise NotPlainData(f"output is nested deeper than {MAX_DEPTH} levels (or refers to itself)")
     t = type(obj)
-    if obj is None or t in (bool, int, float, str, bytes):
+    if t in _SCALARS:
         return obj
-    if t in (list, tuple):
+    if t is tuple or t is list:
+        for x in obj:  # the common case (a flat tuple of str/float), without a call per item
+            if type(x) not in _SCALARS:
+                break
+        else:
+            return obj if t is tuple else list(obj)  # a list is copied: the policy may mutate it later
         items = [to_plain(x, depth + 1) for x in obj]
         return items if t is list else tuple(items)
     if t is dict:

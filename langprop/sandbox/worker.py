@@ -287,19 +287,28 @@ class Worker:
         # The envelope is checked field by field; only the policy's output needs the plain-data walk.
         if not (type(msg) is tuple and len(msg) == 2 and msg[0] == "results" and type(msg[1]) is list):
             raise ProtocolError("unexpected message on the result channel")
+        pending, completed = s.pending, self.completed
         for item in msg[1]:
-            if not (type(item) is tuple and len(item) == 8 and type(item[0]) is int and item[0] in s.pending):
+            # (index, output, duration) for an ok call that printed nothing, else all eight fields.
+            if not (type(item) is tuple and len(item) in (3, 8) and type(item[0]) is int and item[0] in pending):
                 raise ProtocolError("result for a call that is not pending")
-            index, status, output, etype, emsg, tb, stdout, duration = item
-            if status not in ("ok", "exception") or not all(x is None or type(x) is str for x in (etype, emsg, tb)):
-                raise ProtocolError("malformed call result")
-            del s.pending[index]
-            s.last_activity = time.monotonic()
-            self.completed.append((index, CallResult(
-                status=status, output=from_plain(output), error_type=etype, error_message=emsg, traceback=tb,
-                stdout=stdout if type(stdout) is str else "",
-                duration_s=float(duration) if type(duration) in (int, float) else 0.0,
+            if len(item) == 3:
+                index, output, duration = item
+                status, etype, emsg, tb, stdout = "ok", None, None, None, ""
+            else:
+                index, status, output, etype, emsg, tb, stdout, duration = item
+                if status not in ("ok", "exception") or not (
+                        (etype is None or type(etype) is str) and (emsg is None or type(emsg) is str)
+                        and (tb is None or type(tb) is str)):
+                    raise ProtocolError("malformed call result")
+                if type(stdout) is not str:
+                    stdout = ""
+            del pending[index]
+            completed.append((index, CallResult(
+                status, from_plain(output), etype, emsg, tb, stdout,
+                float(duration) if type(duration) in (int, float) else 0.0,
             )))  # fmt: skip
+        s.last_activity = time.monotonic()
 
     def _read_control(self) -> None:
         eof = False
