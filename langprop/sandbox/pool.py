@@ -158,9 +158,7 @@ class SandboxPool:
                         calls.append((cid, blobs[refs[j][i]] if inline else refs[j][i]))
                     if not inline:
                         w.send_samples([(refs[j][i], blobs[refs[j][i]]) for i in idx])
-                    w.open_session(jobs[j][0], jobs[j][1])
-                    w.send_calls(calls)
-                    w.end_session()
+                    w.open_session(jobs[j][0], jobs[j][1], calls, end=True)
                     self.stats["sessions"] += 1
             if not queue and all(w.session is None for w in self.workers):
                 break

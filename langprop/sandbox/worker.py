@@ -187,11 +187,19 @@ class Worker:
     def idle(self) -> bool:
         return self.ready and self.session is None
 
-    def open_session(self, source: str, function_name: str) -> None:
+    def open_session(self, source: str, function_name: str, calls: list[tuple[int, bytes | str]] | None = None,
+                     end: bool = False) -> None:
+        """Start a policy session. ``calls`` travel with the session message: the policy process is
+        forked holding them and starts at once (no round trip through the parent); with ``end`` it
+        exits after them (``send_calls``/``end_session`` are then not used)."""
         assert self.idle, "worker busy"
-        self.progress.set(IDLE, time.monotonic())  # never an old start time
-        self.session = _Session(deadline=time.monotonic() + _SESSION_SLACK_S)
-        self.outbox += frame(dumps(("session", source, function_name, asdict(self.limits))))
+        now = time.monotonic()
+        self.progress.set(IDLE, now)  # never an old start time
+        s = self.session = _Session(deadline=now + _SESSION_SLACK_S, last_activity=now, ended=end)
+        calls = calls or []
+        s.pending.update((i, None) for i, _ in calls)
+        s.deadline += len(calls) * self.limits.call_timeout_s
+        self.outbox += frame(dumps(("session", source, function_name, asdict(self.limits), calls, end)))
 
     def send_samples(self, samples: list[tuple[str, bytes]]) -> None:
         """Give the zygote sample inputs (keyed by content digest) that later calls refer to; only

@@ -267,7 +267,9 @@ def _run_session(msg: tuple[Any, ...], harness: Callable[..., Any] | None, confi
         confine_child(int(config["memory_mb"]), int(config["cpu_s"]), int(config["max_processes"]))
         session = Session(msg[1], msg[2], harness, config, res_fd, progress)
         sys.stdout = sys.stderr = session.capture  # type: ignore[assignment]
-        while True:
+        if msg[4]:  # the first calls came with the session message (inherited through the fork)
+            session.run(msg[4])
+        while not msg[5]:  # not ended with those calls: more come on the command pipe
             command = read_frame(0)
             if command is None or command[0] == "end":
                 break
@@ -307,8 +309,9 @@ def main(argv: list[str]) -> None:
     init = read_frame(0)
     try:
         # What every session needs anyway, imported once here instead of once per fork.
-        for name in ("ctypes", "subprocess", "threading", "traceback", "langprop.sandbox.confine"):
+        for name in ("ctypes", "subprocess", "threading", "traceback", "_posixsubprocess", "langprop.sandbox.confine"):
             importlib.import_module(name)
+        sys.modules["langprop.sandbox.confine"].prepare()
         config = init[1]
         for name in config.get("preload", ()):
             importlib.import_module(name)
