@@ -97,8 +97,8 @@ class SceneBuilder:
                     self.cleared.add(stop.landmark_id)
                 stop_signs.append(StopSign(stop.landmark_id, d, stop.landmark_id in self.cleared))
 
-        near = seg if s - track.s[seg] < 0.5 * track.seg_len[seg] else seg + 1
-        in_junction = bool(track.is_junction[near])
+        near = seg if s - track._s_list[seg] < 0.5 * track._seg_len_list[seg] else seg + 1
+        in_junction = track._junction_list[near]
         if in_junction:
             to_junction: float | None = 0.0
         else:
@@ -107,7 +107,7 @@ class SceneBuilder:
         return Scene(
             frame=frame, timestamp=time, ego=ego, route=route, target=target, vehicles=vehicles,
             pedestrians=pedestrians, traffic_light=light, stop_signs=stop_signs,
-            speed_limit=float(track.speed_limit[near]), in_junction=in_junction,
+            speed_limit=track._speed_limit_list[near], in_junction=in_junction,
             distance_to_junction=to_junction,
         )
 

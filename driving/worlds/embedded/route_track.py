@@ -79,6 +79,9 @@ class RouteTrack:
         self._seg_list = [(float(p[0]), float(p[1]), float(d[0]), float(d[1]), float(s0))
                           for p, d, s0 in zip(self.xy[:-1], self.seg_dir, self.s[:-1], strict=True)]
         self._entry_list = self.junction_entry_s.tolist()
+        self._seg_len_list = self.seg_len.tolist()
+        self._junction_list = [bool(j) for j in self.is_junction.tolist()]
+        self._speed_limit_list = [float(v) for v in self.speed_limit.tolist()]
 
     # ------------------------------------------------------------------ reset-time preparation
     def _edge_sequence(self, town: Any, sumo: Any) -> list[str]:

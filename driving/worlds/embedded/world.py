@@ -199,6 +199,7 @@ class EmbeddedWorld(World):
         self._table: ActorTable | None = None
         self._box_cache = _BoxCache()
         self._kinds_of: tuple[np.ndarray | None, np.ndarray] = (None, np.zeros(0, np.int8))
+        self._extra_of: tuple[Any, ...] = (None, None, None, None, None)
         self._spawn_route_jaywalkers(int(self.config.jaywalkers))
         self._scene = self._build_scene()
         return self._scene
@@ -456,14 +457,25 @@ class EmbeddedWorld(World):
         if flags is not self._kinds_of[0]:  # the flags array changes only when the actor set does
             self._kinds_of = (flags, np.where(flags, KIND_VEHICLE, KIND_PEDESTRIAN).astype(np.int8))
         kinds = self._kinds_of[1]
-        s_ids, s_kinds, s_data = self.scripted.rows()
-        placed = self.scripted.placed
-        if s_ids or placed:
-            p_data = np.array([(v.x, v.y, v.yaw, v.speed, v.half_length, v.half_width) for v in placed],
-                              dtype=float).reshape(-1, 6)
-            ids = np.concatenate([ids, np.array(s_ids + [v.actor_id for v in placed], dtype=np.int64)])
-            kinds = np.concatenate([kinds, np.array(s_kinds + [KIND_VEHICLE] * len(placed), dtype=np.int8)])
-            data = np.concatenate([data, s_data, p_data])
+        scripted = self.scripted
+        placed = scripted.placed
+        if scripted.jaywalkers or scripted.statics or placed:
+            # Rows after SUMO's, in this order: jaywalkers, static props, placed vehicles. Their ids
+            # and kinds change only when actors come or go: the concatenations are cached.
+            s_ids, s_kinds, s_data = scripted.rows()
+            extra_ids = (*s_ids, *(v.actor_id for v in placed))
+            key = (ids, kinds, extra_ids)
+            cached = self._extra_of
+            if not (cached[0] is ids and cached[1] is kinds and cached[2] == extra_ids):
+                extra_kinds = [*s_kinds, *([KIND_VEHICLE] * len(placed))]
+                cached = self._extra_of = (*key, np.concatenate([ids, np.array(extra_ids, dtype=np.int64)]),
+                                           np.concatenate([kinds, np.array(extra_kinds, dtype=np.int8)]))
+            ids, kinds = cached[3], cached[4]
+            parts = [data, s_data]
+            if placed:
+                parts.append(np.array([(v.x, v.y, v.yaw, v.speed, v.half_length, v.half_width) for v in placed],
+                                      dtype=float).reshape(-1, 6))
+            data = np.concatenate(parts)
         table_data = data
         if table_data.shape[0]:
             yaw = np.mod(table_data[:, 2] + 180.0, 360.0) - 180.0
