@@ -107,11 +107,13 @@ class SandboxPool:
         for j, job in enumerate(jobs):
             row = []
             for i, kw in enumerate(job[2]):
-                if id(kw) not in digests:
+                digest = digests.get(id(kw))
+                if digest is None:
                     blob = encode_inputs((), kw, f"job {j} sample {i}")
-                    digests[id(kw)] = digest = hashlib.blake2b(blob, digest_size=16).hexdigest()
+                    # 128 bits of SHA-256 (hardware-accelerated here: ~2 us per 3 KB sample, blake2b ~3.3)
+                    digests[id(kw)] = digest = hashlib.sha256(blob).hexdigest()[:32]
                     blobs[digest] = blob
-                row.append(digests[id(kw)])
+                row.append(digest)
             refs.append(row)
         # Too much to keep in a worker (it would eat into every policy's memory_mb): send inline instead.
         inline = sum(len(b) for b in blobs.values()) > self.workers[0].sample_store_bytes

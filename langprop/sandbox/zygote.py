@@ -6,8 +6,9 @@ timeout the parent SIGKILLs the session's process group and the next session is 
 ms) instead of a fresh interpreter (~0.3 s). Nothing one policy does (monkeypatching, global state,
 leaked memory) survives into the next session.
 
-Channels: fd 0 carries trusted commands from the parent to the zygote (samples, sessions); each
-session gets a pipe of its own for its ``calls``/``end`` frames, whose write end the zygote hands to
+Channels: fd 0 carries trusted commands from the parent to the zygote (samples, sessions; a session
+message may carry the session's first calls, which the forked process then holds from the start); each
+session gets a pipe of its own for further ``calls``/``end`` frames, whose write end the zygote hands to
 the parent with the ``started`` report (SCM_RIGHTS), so a policy reading its stdin can only ever
 disturb its own session; ``CTL_FD`` (a SOCK_SEQPACKET socket) carries the zygote's own reports
 (closed in the session, so a policy cannot forge them); ``RES_FD`` carries the session's per-call
