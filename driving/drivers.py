@@ -162,12 +162,14 @@ class RouteFollower:
         d2 = (pos[:, None, 0] - pts[None, :, 0]) ** 2 + (pos[:, None, 1] - pts[None, :, 1]) ** 2
         nearest = np.argmin(d2, axis=1)
         lateral = np.sqrt(d2[np.arange(len(actors)), nearest])
-        # Direction of the route at each point (ego frame), to project the actor's box across it.
-        seg = pts[1:, :2] - pts[:-1, :2]
-        route_dir = np.arctan2(seg[:, 1], seg[:, 0])
+        # Direction of the route at each actor's nearest point (the segment leaving it; the last
+        # segment for the last point), ego frame.
+        seg_index = np.minimum(nearest, len(pts) - 2)
+        seg = pts[seg_index + 1, :2] - pts[seg_index, :2]
+        route_dir = np.arctan2(seg[:, 1], seg[:, 0]).tolist()
         best: float | None = None
-        for a, k, lat in zip(actors, nearest.tolist(), lateral.tolist(), strict=True):
-            rel = math.radians(a.ego_yaw) - float(route_dir[min(k, len(route_dir) - 1)])
+        for a, k, lat, direction in zip(actors, nearest.tolist(), lateral.tolist(), route_dir, strict=True):
+            rel = math.radians(a.ego_yaw) - direction
             across = abs(a.half_length * math.sin(rel)) + abs(a.half_width * math.cos(rel))
             if lat > scene.ego.half_width + across + cfg.path_margin:
                 continue

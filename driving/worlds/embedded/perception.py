@@ -145,11 +145,12 @@ class SceneBuilder:
         # vectorised ones (IEEE results are identical; Python's % and np.mod share one definition).
         vehicles: list[Actor] = []
         pedestrians: list[Actor] = []
-        ego_yaw, sqrt = ego.yaw, math.sqrt
-        for aid, kind, (x, y, yaw, speed, hl, hw), ddx, ddy, dd2 in zip(
-            actors.ids[near].tolist(), actors.kinds[near].tolist(), data[near].tolist(), dx[near].tolist(),
-            dy[near].tolist(), d2[near].tolist(), strict=True,
+        ego_x, ego_y, ego_yaw, sqrt = ego.x, ego.y, ego.yaw, math.sqrt
+        for aid, kind, (x, y, yaw, speed, hl, hw) in zip(
+            actors.ids[near].tolist(), actors.kinds[near].tolist(), data[near].tolist(), strict=True,
         ):
+            ddx, ddy = x - ego_x, y - ego_y
+            dd2 = ddx * ddx + ddy * ddy
             r = (yaw - ego_yaw + 180.0) % 360.0 - 180.0
             if r == -180.0:
                 r = 180.0

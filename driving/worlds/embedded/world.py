@@ -103,22 +103,27 @@ class _BoxCache:
 
 
 class EmbeddedTick(WorldTick):
-    """The embedded world's ``WorldTick``: ``actors`` is built on first access from ``actor_arrays``.
+    """The embedded world's ``WorldTick``: ``actors`` is built on first access from the actor arrays.
 
     ``actor_arrays = (ids int64 (N,), kind codes int8 (N,), kind names by code, data (N, 6))`` with
-    data rows ``x, y, yaw_deg, speed, half_length, half_width`` in the order of ``actors``. Criteria
-    read the arrays; the ``ActorBox`` list (same values) is made only for readers that want it
-    (rendering, recording, tests). It pickles as a plain ``WorldTick``.
+    data rows ``x, y, yaw_deg, speed, half_length, half_width`` in the order of ``actors``; it is
+    None once ``actors`` was built or set (a caller may have changed that list), so readers of the
+    arrays (the criteria) see exactly what ``actors`` would hold. The ``ActorBox`` list is made only
+    for readers that want it (rendering, recording, tests). Pickles and copies as a plain ``WorldTick``.
     """
 
-    actor_arrays: tuple[np.ndarray, np.ndarray, tuple[str, ...], np.ndarray] | None = None
+    _arrays: tuple[np.ndarray, np.ndarray, tuple[str, ...], np.ndarray] | None = None
     _box_cache: _BoxCache | None = None
+
+    @property
+    def actor_arrays(self) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], np.ndarray] | None:
+        return self._arrays if self.__dict__.get("_actors") is None else None
 
     @property  # type: ignore[override]
     def actors(self) -> list[ActorBox]:
         boxes = self.__dict__.get("_actors")
         if boxes is None:
-            ids, kinds, _names, data = self.actor_arrays  # type: ignore[misc]
+            ids, kinds, _names, data = self._arrays  # type: ignore[misc]
             cache = self._box_cache if self._box_cache is not None else _BoxCache()
             boxes = self.__dict__["_actors"] = cache.boxes_of(ids, kinds, data)
         return boxes
@@ -126,8 +131,6 @@ class EmbeddedTick(WorldTick):
     @actors.setter
     def actors(self, value: list[ActorBox] | None) -> None:
         self.__dict__["_actors"] = value
-        if value is not None:
-            self.actor_arrays = None
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         return WorldTick, tuple(getattr(self, f.name) for f in dataclasses.fields(WorldTick))
@@ -248,7 +251,7 @@ class EmbeddedWorld(World):
         ego_box = ActorBox(EGO_ACTOR_ID, "ego", e.x, e.y, e.yaw_deg, p.half_length, p.half_width, e.speed)
         result = EmbeddedTick(self.frame, self.time, ego_box, self._control, None, dict(self._light_states),
                               e.acceleration)
-        result.actor_arrays = (table.ids, table.kinds, KIND_NAMES, table.data)
+        result._arrays = (table.ids, table.kinds, KIND_NAMES, table.data)
         result._box_cache = self._box_cache
         self.timings["ground_truth"] += self.clock() - t0
         return result
