@@ -125,6 +125,7 @@ class RouteMonitor:
         self._ego_road: int | None = None
         self._wp_key: tuple[float, float] | None = None
         self._wp: Any = None
+        self._actor_consts: tuple[Any, ...] = (None, None, None, None, None)
         if speed_limit is None:
             limits = road_speed_limits(self.map, town) if self.version != "1.0" and timeout_s is None else {}
             speed_limit = self._make_speed_limit(limits)
@@ -225,17 +226,23 @@ class RouteMonitor:
         else:
             k = int(np.argmin(valid))  # type: ignore[arg-type]
             self._warn_invalid(int(ids[k]), float(data[k, 3]), float(data[k, 0]), float(data[k, 1]))
-        code = names.index("vehicle") if "vehicle" in names else -1
-        is_vehicle = codes == code
+        ego = tick.ego
+        ego_radius = math.hypot(float(ego.half_length), float(ego.half_width))
+        # Per-actor constants (kind mask, squared reach of the circle test): the world hands out the
+        # same ids/kinds arrays while its actor set is unchanged, and an actor's size never changes.
+        cached = self._actor_consts
+        if not (cached[0] is ids and cached[1] is codes and cached[2] == ego_radius):
+            code = names.index("vehicle") if "vehicle" in names else -1
+            reach = ego_radius + np.hypot(data[:, 4], data[:, 5])
+            cached = self._actor_consts = (ids, codes, ego_radius, codes == code, reach * reach)
+        is_vehicle, reach2 = cached[3], cached[4]
         vehicle_speeds = abs_speed[is_vehicle if valid is None else valid & is_vehicle]
         mean_speed = (float(np.cumsum(vehicle_speeds)[-1]) / len(vehicle_speeds) if len(vehicle_speeds)
                       else math.nan)
         # Candidates: exactly the bounding-circle prefilter of ``obb_overlap`` (same expression),
         # which would reject every other actor anyway.
-        ego = tick.ego
         dx, dy = data[:, 0] - float(ego.x), data[:, 1] - float(ego.y)
-        reach = math.hypot(float(ego.half_length), float(ego.half_width)) + np.hypot(data[:, 4], data[:, 5])
-        close = dx * dx + dy * dy < reach * reach
+        close = dx * dx + dy * dy < reach2
         near = (close if valid is None else valid & close).nonzero()[0]
         if near.size == 0:
             return ([], [], np.zeros((0, 5))), mean_speed

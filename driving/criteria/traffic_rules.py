@@ -76,6 +76,7 @@ class RedLightCriterion:
         self.p = params
         self.last_light: str | None = None
         self._tail_key: tuple[float, float] | None = None
+        self._clear_from = (0.0, 0.0, -math.inf)  # (x, y, m): no light within reach while closer than m
         self._tail_wp: Any = None
         exits = _route_exit_roads(route)
         groups: dict[tuple[str, int], dict[int, list[Any]]] = defaultdict(lambda: defaultdict(list))
@@ -105,9 +106,16 @@ class RedLightCriterion:
         if not self.lights:
             return []
         ego = tick.ego
-        near = np.flatnonzero(np.hypot(self._centres[:, 0] - ego.x, self._centres[:, 1] - ego.y)
-                              <= self.p.light_distance)
+        # Skip the distance test while no light can have come within reach: the nearest light was
+        # ``_clear_by`` metres beyond it at the last test, and the ego moved less than that since
+        # (triangle inequality; a 0.5 m margin covers rounding).
+        ax, ay, clear_by = self._clear_from
+        if math.hypot(ego.x - ax, ego.y - ay) < clear_by:
+            return []
+        dist = np.hypot(self._centres[:, 0] - ego.x, self._centres[:, 1] - ego.y)
+        near = np.flatnonzero(dist <= self.p.light_distance)
         if near.size == 0:
+            self._clear_from = (ego.x, ego.y, float(dist.min()) - self.p.light_distance - 0.5)
             return []
         c, s = math.cos(math.radians(ego.yaw)), math.sin(math.radians(ego.yaw))
         close = (ego.x - 0.8 * ego.half_length * c, ego.y - 0.8 * ego.half_length * s)
