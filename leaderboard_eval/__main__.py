@@ -8,7 +8,8 @@ follow them. Examples::
     python -m leaderboard_eval --routes routes.xml --routes-subset 0-4,7 --repetitions 2 --resume
     python -m leaderboard_eval --routes routes.xml --video-dir videos/ world.n_vehicles=20
 
-User errors (bad route file, unknown town, bad override) print one line on stderr and exit 2;
+User errors (bad route file, unknown town, bad override, a checkpoint or video path that can't be
+written) print one line on stderr and exit 2;
 Ctrl-C writes the results so far and exits 130 (continue with ``--resume``).
 """
 
@@ -22,7 +23,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from leaderboard_eval.runner import RunnerError, run_routes, select_routes
+from leaderboard_eval.runner import (
+    RunnerError,
+    check_checkpoint_path,
+    prepare_output_dir,
+    run_routes,
+    select_routes,
+)
 
 log = logging.getLogger("leaderboard_eval")
 
@@ -174,6 +181,17 @@ def load_routes(cfg: Any) -> list[Any]:
     return select_routes(routes, cfg.get("routes_subset"))
 
 
+def check_output_paths(cfg: Any) -> None:
+    """Fail before anything runs when results or videos could not be written (``RunnerError``).
+
+    The checkpoint must be a file path whose folder exists or can be created; the video folder is
+    created. Both are made here, so a bad path is one line on stderr rather than a traceback later.
+    """
+    check_checkpoint_path(str(cfg.checkpoint))
+    if cfg.get("video_dir"):
+        prepare_output_dir(str(cfg.video_dir), "--video-dir")
+
+
 def driver_factory_from(cfg: Any) -> Callable[[], Any]:
     """A factory making a fresh driver per route from ``cfg.driver`` (``_target_`` + kwargs)."""
     from hydra.utils import instantiate
@@ -255,6 +273,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _print_summary(read_results(args.show), Path(args.show))
             return 0
         cfg = compose_config(flag_overrides(args) + list(args.overrides))
+        check_output_paths(cfg)
         routes = load_routes(cfg)
         world_config = world_config_from(cfg)
         drivers = driver_factory_from(cfg)

@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import logging
 import math
+import os
 import re
 import signal
 import threading
@@ -77,6 +78,34 @@ class EpisodeOutcome:
 
     status: str | None = None
     message: str = ""
+
+
+# --------------------------------------------------------------------------- output paths
+def prepare_output_dir(path: str | Path, what: str) -> Path:
+    """Create ``path`` (and its parents) as a writable directory, or raise ``RunnerError`` naming it."""
+    directory = Path(path)
+    if directory.exists() and not directory.is_dir():
+        raise RunnerError(f"{what} {directory}: exists and is not a directory")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):  # a parent is a file
+        raise RunnerError(f"{what} {directory}: cannot create it, a parent path is not a directory") from None
+    except OSError as exc:
+        raise RunnerError(f"{what} {directory}: cannot create it: {exc.strerror or exc}") from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise RunnerError(f"{what} {directory}: directory is not writable")
+    return directory
+
+
+def check_checkpoint_path(path: str | Path) -> Path:
+    """The checkpoint must be a file path (not a folder) whose folder exists or can be created."""
+    checkpoint = Path(path)
+    if checkpoint.is_dir():
+        raise RunnerError(f"checkpoint {checkpoint}: is a directory (give a file path, e.g. {checkpoint / 'results.json'})")
+    if checkpoint.exists() and not checkpoint.is_file():
+        raise RunnerError(f"checkpoint {checkpoint}: exists and is not a regular file")
+    prepare_output_dir(checkpoint.parent, f"checkpoint {checkpoint}: folder")
+    return checkpoint
 
 
 # --------------------------------------------------------------------------- route selection
@@ -164,11 +193,17 @@ def wall_clock_guard(limit_s: float | None) -> Iterator[Callable[[], bool]]:
 
 # --------------------------------------------------------------------------- videos (only on request)
 class _EpisodeVideo:
-    """The runner's side of ``driving.render.EpisodeRecorder``: one BEV renderer per town."""
+    """The runner's side of ``driving.render.EpisodeRecorder``: one BEV renderer per town.
+
+    Filming never ends a route: the first exception from rendering or writing logs one warning and
+    turns the video off for the rest of that route (the route itself, and its score, go on).
+    """
 
     def __init__(self, video_dir: Path, job: RouteJob, world: World, renderers: dict[str, Any]) -> None:
         from driving.render import BEVRenderer, EpisodeRecorder
 
+        self.name = job.name
+        self.failed = False
         town = getattr(world, "town", None)
         key = getattr(town, "name", None) or job.route.town
         if key not in renderers:
@@ -181,11 +216,36 @@ class _EpisodeVideo:
         self.recorder = EpisodeRecorder(video_dir / job.name, renderers[key], job.route, world.dt,
                                         VIDEO_FRAME_STRIDE)
 
+    @classmethod
+    def start(cls, video_dir: Path, job: RouteJob, world: World, renderers: dict[str, Any]) -> _EpisodeVideo | None:
+        """A recorder for ``job``, or None (one warning) when it can't be set up."""
+        try:
+            return cls(video_dir, job, world, renderers)
+        except Exception as exc:  # noqa: BLE001 - a video is never worth a route
+            log.warning("route %s: no video (%s: %s)", job.name, type(exc).__name__, exc)
+            return None
+
     def add(self, tick: Any, monitor: Any) -> None:
-        self.recorder.add(tick, monitor.route_completion, monitor.events)
+        if self.failed:
+            return
+        try:
+            self.recorder.add(tick, monitor.route_completion, monitor.events)
+        except Exception as exc:  # noqa: BLE001
+            self._fail(exc)
 
     def close(self, route: Route, events: Sequence[Any]) -> None:
-        self.recorder.close(events)
+        if self.failed:
+            return
+        try:
+            self.recorder.close(events)
+        except Exception as exc:  # noqa: BLE001
+            self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        log.warning("route %s: video turned off for this route (%s: %s)", self.name, type(exc).__name__, exc)
+        self.failed = True
+        with contextlib.suppress(Exception):
+            self.recorder.abort()
 
 
 # --------------------------------------------------------------------------- one route
@@ -356,7 +416,7 @@ def run_routes(routes: Sequence[Route], world_config: Any, driver_factory: Calla
     from leaderboard_eval.results import read_records, write_results
 
     version = check_version(version)
-    checkpoint = Path(checkpoint_path)
+    checkpoint = check_checkpoint_path(checkpoint_path)
     jobs = make_jobs(prepare_routes(routes) if world_factory is None else list(routes), repetitions)
     factory = world_factory or embedded_world_factory(world_config)
     records: dict[int, Any] = {}
@@ -392,7 +452,7 @@ def run_routes(routes: Sequence[Route], world_config: Any, driver_factory: Calla
                     world = factory(job.route.town)
                     world_town = job.route.town
                 bar.update(task, description=job.record_id(version))
-                video = _EpisodeVideo(videos, job, world, renderers) if videos is not None else None
+                video = _EpisodeVideo.start(videos, job, world, renderers) if videos is not None else None
 
                 ticks = [0]
 

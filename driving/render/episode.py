@@ -37,6 +37,11 @@ class EpisodeRecorder:
             self.video.append(self.bev.render(tick, route_completion, events))
         self._ticks += 1
 
+    def abort(self) -> None:
+        """Give up filming this episode (after a failure): no MP4, no overview; idempotent."""
+        self._closed = True
+        self.video.abort()
+
     def close(self, events: Sequence[EventLike] = ()) -> None:
         """Finish the MP4 and write the overview with ``events`` marked; idempotent."""
         if self._closed:

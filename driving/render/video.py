@@ -50,6 +50,16 @@ class VideoWriter:
         log.debug("wrote %s (%d frames)", self.path, self.frames)
         return self.path
 
+    def abort(self) -> None:
+        """Drop the video being written (after a failure): the writer is closed quietly, the part file removed."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            try:
+                writer.close()
+            except Exception as exc:  # noqa: BLE001 - already failing; the file is discarded anyway
+                log.debug("closing the failed video writer of %s: %r", self.path, exc)
+        self._tmp.unlink(missing_ok=True)
+
     def __enter__(self) -> VideoWriter:
         return self
 
