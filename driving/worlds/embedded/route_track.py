@@ -74,6 +74,8 @@ class RouteTrack:
         self.speed_limit = self._speed_limits(sumo)
         self.lights, self.stops = self._signals(town, sumo)
         self.index = 0  # segment of the last projection
+        self._last_key: tuple[float, float, int] | None = None
+        self._last_projection: tuple[int, float, float] = (0, 0.0, 0.0)
         # plain-float copies for the per-tick scalar look-ups
         self._s_list = self.s.tolist()
         self._seg_list = [(float(p[0]), float(p[1]), float(d[0]), float(d[1]), float(s0))
@@ -195,6 +197,9 @@ class RouteTrack:
 
     def project(self, x: float, y: float) -> tuple[int, float, float]:
         """Project the ego centre; returns (segment index, arc length s, distance to the route)."""
+        key = (x, y, self.index)
+        if key == self._last_key:  # a standing ego: the same inputs give the same projection
+            return self._last_projection
         n = len(self.seg_len)
         lo, hi = max(0, self.index - _WINDOW_BACK), min(n, self.index + _WINDOW_AHEAD)
         seg, s, dist = self._project_range(x, y, lo, hi)
@@ -203,6 +208,7 @@ class RouteTrack:
             if g_dist < dist:
                 seg, s, dist = g_seg, g_s, g_dist
         self.index = seg
+        self._last_key, self._last_projection = key, (seg, s, dist)  # input state -> output
         return seg, s, dist
 
     def point_at(self, s: float) -> tuple[float, float]:
