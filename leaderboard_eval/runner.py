@@ -9,6 +9,8 @@ is appended and ``results.json`` is rewritten atomically. Failures end one route
 - the world raises -> "Failed - Simulation crashed" (the world is rebuilt for the next route)
 - the route exceeds its wall-clock budget -> "Failed - Wall time limit exceeded"
 - a stuck ego -> the monitor's leaderboard rule, "Failed - Agent got blocked"
+- the route's video fails (render, encode, write) -> one warning, no video for that route; the
+  route and its score are unaffected
 
 Ctrl-C writes the results so far (a partial checkpoint: progress [done, total], entry_status
 "Started") and re-raises; ``resume=True`` then skips every route already recorded (routes the
@@ -411,6 +413,7 @@ def run_routes(routes: Sequence[Route], world_config: Any, driver_factory: Calla
     overrides the leaderboard's 180 s blocked rule (tests); ``video_dir`` asks for a BEV MP4 and an
     overview PNG per route (nothing is rendered otherwise). ``on_record(record)`` receives each new
     ``RouteRecord`` with its ``events`` (positions, frames; results.json keeps only the messages).
+    A checkpoint path that is a folder, or whose folder can't be created, raises ``RunnerError``.
     """
     from driving.criteria.events import check_version
     from leaderboard_eval.results import read_records, write_results
