@@ -230,6 +230,20 @@ def test_forged_result_stream_is_a_crash(pool: SandboxPool, tmp_path: Path) -> N
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("item", ["()", "(10**9, 'MOVE', 0.0)", "(10**9,)", "('0', 'MOVE', 0.0)"])
+def test_forged_compact_results_are_a_crash(pool: SandboxPool, item: str) -> None:
+    # Ok results travel as (call id, output, duration); forged or malformed ones end the session.
+    (r,) = run_hostile(pool, f"""
+        import os, pickle, struct, sys
+        def f(x):
+            payload = pickle.dumps(("results", [{item}]))
+            os.write(int(sys.argv[2]), struct.pack("<I", len(payload)) + payload)
+            while True:
+                pass
+        """)
+    assert r.status == "crash" and "corrupt" in r.error_message
+
+
 def test_cpu_rlimit_kills_a_spinning_process() -> None:
     limits = SandboxLimits(call_timeout_s=30.0, cpu_s=1)
     with SandboxedFunction("def f():\n    while True:\n        pass\n", "f", limits=limits) as fn:
