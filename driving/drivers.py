@@ -154,7 +154,7 @@ class RouteFollower:
     def _obstacle_distance(self, scene: Scene, pts: np.ndarray) -> float | None:
         """Bumper-to-bumper distance along the route to the nearest actor in the ego's path."""
         cfg = self.config
-        actors = [a for a in (*scene.vehicles, *scene.pedestrians) if a.ego_x > 0.0
+        actors = [a for a in (*scene.vehicles, *scene.pedestrians, *scene.obstacles) if a.ego_x > 0.0
                   and a.distance < cfg.obstacle_horizon + scene.ego.half_length + a.half_length]
         if not actors:
             return None

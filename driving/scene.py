@@ -58,7 +58,7 @@ class RoutePoint:
 @dataclass
 class Actor:
     id: int = _f("stable integer id of the actor for the whole episode")
-    kind: str = _f("'vehicle' or 'pedestrian'")
+    kind: str = _f("'vehicle', 'pedestrian' or 'static' (a parked prop or obstacle)")
     x: float = _f("world-frame x of the bounding-box centre, m")
     y: float = _f("world-frame y of the bounding-box centre, m")
     yaw: float = _f("world-frame heading, degrees")
@@ -110,7 +110,12 @@ class Scene:
     speed_limit: float = _f("speed limit of the ego's current lane, m/s")
     in_junction: bool = _f("True while the ego's centre is inside a junction")
     distance_to_junction: float | None = _f(
-        "distance along the route to the entry of the next junction, m; 0 inside one; None if none within 100 m"
+        "distance along the route from the ego's centre to the entry of the next junction, m; 0 inside "
+        "one; None if none within 100 m"
+    )
+    obstacles: list[Actor] = _f(
+        "static obstacles (props, parked objects: speed 0) within the perception radius, nearest first",
+        default_factory=list,
     )
 
     def to_dict(self) -> dict[str, Any]:
@@ -135,6 +140,7 @@ class Scene:
             speed_limit=float(data["speed_limit"]),
             in_junction=bool(data["in_junction"]),
             distance_to_junction=data["distance_to_junction"],
+            obstacles=[Actor(**a) for a in data.get("obstacles", [])],
         )
 
 
@@ -143,7 +149,7 @@ def describe_schema(cls: type = Scene, indent: int = 0) -> str:
     lines: list[str] = []
     pad = "  " * indent
     nested = {"ego": EgoState, "route": RoutePoint, "target": RoutePoint, "vehicles": Actor,
-              "pedestrians": Actor, "traffic_light": TrafficLight, "stop_signs": StopSign}
+              "pedestrians": Actor, "obstacles": Actor, "traffic_light": TrafficLight, "stop_signs": StopSign}
     for f in dataclasses.fields(cls):
         lines.append(f"{pad}- `{f.name}`: {f.metadata.get('doc', '')}")
         sub = nested.get(f.name) if cls is Scene else None

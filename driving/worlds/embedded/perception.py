@@ -77,7 +77,7 @@ class SceneBuilder:
             target = next((p for p in route if p.distance >= cfg.target_distance), None)
             self._route_pose, self._route_cache = pose, (route, target)
 
-        vehicles, pedestrians = self._actors(ego, c, sn, actors)
+        vehicles, pedestrians, obstacles = self._actors(ego, c, sn, actors)
 
         # Traffic light: the first light on the route whose stop line the ego has not fully passed.
         lights = track.lights
@@ -108,7 +108,7 @@ class SceneBuilder:
             frame=frame, timestamp=time, ego=ego, route=route, target=target, vehicles=vehicles,
             pedestrians=pedestrians, traffic_light=light, stop_signs=stop_signs,
             speed_limit=track._speed_limit_list[near], in_junction=in_junction,
-            distance_to_junction=to_junction,
+            distance_to_junction=to_junction, obstacles=obstacles,
         )
 
     def _route_points(self, seg: int, s: float, x: float, y: float, c: float, sn: float) -> list[RoutePoint]:
@@ -128,23 +128,22 @@ class SceneBuilder:
         return [RoutePoint(*row) for row in
                 zip(xs.tolist(), ys.tolist(), ex.tolist(), ey.tolist(), dist.tolist(), labels, strict=True)]
 
-    def _actors(self, ego: EgoState, c: float, sn: float, actors: ActorTable) -> tuple[list[Actor], list[Actor]]:
+    def _actors(
+        self, ego: EgoState, c: float, sn: float, actors: ActorTable
+    ) -> tuple[list[Actor], list[Actor], list[Actor]]:
+        """Vehicles, pedestrians and static obstacles within the radius, each nearest first."""
         data = actors.data
         if data.shape[0] == 0:
-            return [], []
+            return [], [], []
         dx, dy = data[:, 0] - ego.x, data[:, 1] - ego.y
         d2 = dx * dx + dy * dy
-        mask = d2 <= self.config.radius ** 2
-        if actors.has_static:
-            mask &= actors.kinds != KIND_STATIC
-        near = mask.nonzero()[0]
+        near = (d2 <= self.config.radius ** 2).nonzero()[0]
         if near.size == 0:
-            return [], []
+            return [], [], []
         near = near[d2[near].argsort(kind="stable")]
         # The few actors in range: per-actor float arithmetic, the same operations as the former
         # vectorised ones (IEEE results are identical; Python's % and np.mod share one definition).
-        vehicles: list[Actor] = []
-        pedestrians: list[Actor] = []
+        by_kind: dict[int, list[Actor]] = {KIND_VEHICLE: [], KIND_PEDESTRIAN: [], KIND_STATIC: []}
         ego_x, ego_y, ego_yaw, sqrt = ego.x, ego.y, ego.yaw, math.sqrt
         for aid, kind, (x, y, yaw, speed, hl, hw) in zip(
             actors.ids[near].tolist(), actors.kinds[near].tolist(), data[near].tolist(), strict=True,
@@ -154,7 +153,6 @@ class SceneBuilder:
             r = (yaw - ego_yaw + 180.0) % 360.0 - 180.0
             if r == -180.0:
                 r = 180.0
-            actor = Actor(aid, "vehicle" if kind == KIND_VEHICLE else "pedestrian", x, y, yaw,
-                          c * ddx + sn * ddy, -sn * ddx + c * ddy, r, speed, hl, hw, sqrt(dd2))
-            (vehicles if kind == KIND_VEHICLE else pedestrians).append(actor)
-        return vehicles, pedestrians
+            by_kind[kind].append(Actor(aid, KIND_NAMES[kind], x, y, yaw, c * ddx + sn * ddy, -sn * ddx + c * ddy,
+                                       r, speed, hl, hw, sqrt(dd2)))
+        return by_kind[KIND_VEHICLE], by_kind[KIND_PEDESTRIAN], by_kind[KIND_STATIC]

@@ -1,6 +1,6 @@
 """Criteria in closed loop with the real embedded world (SUMO traffic, kinematic ego, our OBBs):
 the reference RouteFollower obeys stop signs and lights; a sign-blind copy of it runs the stop;
-a static prop on the route is a layout collision. Scored and written as results.json."""
+a prop-blind copy hits a static prop on the route: a layout collision. Scored and written as results.json."""
 
 from __future__ import annotations
 
@@ -27,6 +27,13 @@ class SignBlindFollower(RouteFollower):
 
     def run_step(self, scene: Scene) -> VehicleControl:
         return super().run_step(dataclasses.replace(scene, traffic_light=None, stop_signs=[]))
+
+
+class PropBlindFollower(RouteFollower):
+    """RouteFollower that never sees static obstacles (the reference one brakes for them)."""
+
+    def run_step(self, scene: Scene) -> VehicleControl:
+        return super().run_step(dataclasses.replace(scene, obstacles=[]))
 
 
 def _routes(town_name: str) -> list[Route]:
@@ -79,7 +86,7 @@ def test_closed_loop_stop_sign_and_layout_collision(worlds, town_cache_dir, tmp_
     p = tls_route.dense[30]
     prop_ids: list[int] = []
     world = worlds("grid_tls")
-    crash = _episode(world, tls_route, RouteFollower(), 2,
+    crash = _episode(world, tls_route, PropBlindFollower(), 2,
                      setup=lambda w: prop_ids.append(w.spawn_static(p.x, p.y, p.yaw, 0.5, 0.5)))
     assert len(crash.infractions["collisions_layout"]) == 1
     assert f"id={prop_ids[0]} " in crash.infractions["collisions_layout"][0]

@@ -79,6 +79,10 @@ def test_jaywalker_moves_and_is_reported(make_world, grid_routes) -> None:
     static = next(a for a in tick.actors if a.id == static_id)
     assert static.kind == "static" and (static.half_length, static.half_width) == (1.0, 0.5)
     assert all(a.id != static_id for a in scene.vehicles + scene.pedestrians)
+    # Drivers see the prop as an obstacle straight ahead (40 m along the ego's heading).
+    obstacle = next(o for o in scene.obstacles if o.id == static_id)
+    assert obstacle.kind == "static" and obstacle.speed == 0.0
+    assert (obstacle.ego_x, obstacle.ego_y) == (pytest.approx(40.0, abs=0.01), pytest.approx(0.0, abs=0.01))
     for _ in range(200):  # it stops after its walk distance
         world.step(VehicleControl(brake=1.0))
     walker = next(a for a in world.tick().actors if a.id == jid)
@@ -228,3 +232,22 @@ def test_ego_back_on_its_route_follows_it_in_sumo_again(make_world, grid_routes)
         tls, link, distance, _ = libsumo.vehicle.getNextTLS("ego")[0]
         assert scene.traffic_light.id == f"{tls}_{link}"
         assert scene.traffic_light.distance_to_stop_line == pytest.approx(distance, abs=0.3)
+
+
+def test_route_follower_stops_short_of_a_static_obstacle(make_world, grid_routes) -> None:
+    """A prop on the route is in the Scene's obstacles, so the simple driver stops before touching it."""
+    from driving.drivers import RouteFollower
+
+    world = make_world(n_vehicles=0, n_pedestrians=0)
+    route = grid_routes[0]
+    world.reset(route, seed=0)
+    p = route.dense[30]
+    prop = world.spawn_static(p.x, p.y, p.yaw, 0.5, 0.5)
+    driver = RouteFollower()
+    driver.reset(route)
+    scene = world.step(VehicleControl())
+    for _ in range(400):  # 20 s: enough to reach the prop 30 m ahead at cruise speed
+        scene = world.step(driver.run_step(scene))
+    seen = next(o for o in scene.obstacles if o.id == prop)
+    gap = seen.ego_x - scene.ego.half_length - seen.half_length
+    assert 0.0 < gap < 10.0 and abs(scene.ego.speed) < 0.1
