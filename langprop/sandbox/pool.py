@@ -53,7 +53,7 @@ class SandboxPool:
     def __init__(self, n_workers: int | None = None, limits: SandboxLimits = SandboxLimits(),
                  harness: str | None = None, preload: tuple[str, ...] = DEFAULT_PRELOAD,
                  protect_parent: bool = True) -> None:
-        n = n_workers if n_workers is not None else (os.cpu_count() or 1)
+        n = n_workers if n_workers is not None else len(os.sched_getaffinity(0))  # cores this process may use
         if n < 1:
             raise SandboxError(f"SandboxPool.n_workers must be >= 1, got {n_workers!r}")
         if harness is not None and ":" not in harness:

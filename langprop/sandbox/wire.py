@@ -33,6 +33,9 @@ __all__ = [
 
 HEADER = struct.Struct("<I")  # frame length prefix
 MAX_DEPTH = 64  # nesting limit for outputs (also stops self-referencing lists)
+# Containers the trusted side walks per output. Pickle's memo lets a few KB describe a DAG whose
+# expansion has billions of nodes (l = [l] * 300, four times); the budget bounds that walk (~0.5 s).
+MAX_CONTAINERS = 1_000_000
 # Marks an encoded ndarray inside plain data; only rebuilt into an array on the trusted side.
 _ARRAY_TAG = b"\x00langprop.ndarray\x00"
 _DTYPE_OK = re.compile(r"^[<>|=]?(b1|[iu][1248]|f[248]|c(8|16)|[SU]\d{1,6})$")
@@ -151,25 +154,30 @@ def _encode_array(arr: np.ndarray) -> tuple[Any, ...]:
 _SCALARS = frozenset((type(None), bool, int, float, str, bytes))
 
 
-def from_plain(obj: Any, depth: int = 0) -> Any:
+def from_plain(obj: Any, depth: int = 0, _budget: list[int] | None = None) -> Any:
     """Rebuild arrays inside decoded plain data; reject anything that is not plain (trusted side)."""
     t = type(obj)
     if t in _SCALARS:
         return obj
     if depth > MAX_DEPTH + 2:
         raise ProtocolError("worker message is nested too deeply")
+    if _budget is None:
+        _budget = [MAX_CONTAINERS]
+    _budget[0] -= 1
+    if _budget[0] < 0:
+        raise ProtocolError(f"worker output holds more than {MAX_CONTAINERS:,} containers (shared references expanded)")
     if t is tuple:
         if len(obj) == 4 and obj[0] == _ARRAY_TAG:
             return _decode_array(obj)
         if all(type(x) in _SCALARS for x in obj):  # the common case, without a call per item
             return obj
-        return tuple(from_plain(x, depth + 1) for x in obj)
+        return tuple(from_plain(x, depth + 1, _budget) for x in obj)
     if t is list:
         if all(type(x) in _SCALARS for x in obj):
             return obj
-        return [from_plain(x, depth + 1) for x in obj]
+        return [from_plain(x, depth + 1, _budget) for x in obj]
     if t is dict:
-        return {from_plain(k, depth + 1): from_plain(v, depth + 1) for k, v in obj.items()}
+        return {from_plain(k, depth + 1, _budget): from_plain(v, depth + 1, _budget) for k, v in obj.items()}
     raise ProtocolError(f"worker message holds a {t.__name__}, which is not plain data")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import textwrap
 import time
 from pathlib import Path
@@ -310,3 +311,27 @@ def test_forging_the_progress_page_only_delays_the_kill() -> None:
     with SandboxedFunction(source, "f", SandboxLimits(call_timeout_s=0.2)) as fn:
         r = fn.call()
         assert r.status == "timeout" and "timeout" in r.error_message
+
+
+def test_forged_shared_reference_bomb_is_a_crash_not_a_hang(pool: SandboxPool) -> None:
+    # A 2.4 KB pickle whose shared sub-lists expand to 300**4 elements: walking it naively froze the
+    # trainer past every timeout. The plain-data walk has a container budget.
+    (r,) = run_hostile(pool, """
+        import os, pickle, struct, sys
+        def f(x):
+            l = [0] * 300
+            for _ in range(3):
+                l = [l] * 300
+            payload = pickle.dumps(("results", [(0, "ok", l, None, None, None, "", 0.0)]))
+            os.write(int(sys.argv[2]), struct.pack("<I", len(payload)) + payload)
+            while True:
+                pass
+        """)
+    assert r.status == "crash" and "corrupt" in r.error_message
+
+
+def test_large_genuine_outputs_are_within_the_container_budget() -> None:
+    from langprop.sandbox.wire import loads_plain
+
+    genuine = [[(i, j) for j in range(300)] for i in range(300)]  # 90,300 containers, no sharing
+    assert loads_plain(pickle.dumps(genuine)) == genuine
