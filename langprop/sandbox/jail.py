@@ -232,9 +232,8 @@ def _source_root_entries(root: str) -> list[str]:
             for e in it:
                 if e.name.startswith("."):
                     continue
-                if e.is_dir() and os.path.exists(os.path.join(e.path, "__init__.py")):
-                    out.append(e.path)
-                elif e.is_file() and e.name.endswith((".py", ".so", ".pyd")):
+                package = e.is_dir() and os.path.exists(os.path.join(e.path, "__init__.py"))
+                if package or (e.is_file() and e.name.endswith((".py", ".so", ".pyd"))):
                     out.append(e.path)
     except OSError:
         pass
@@ -250,10 +249,9 @@ def plan_jail(config: JailConfig = JailConfig()) -> _Plan:
         if not entry or not os.path.exists(entry):
             continue
         real = os.path.realpath(entry)
-        if any(real == p or real.startswith(p + "/") for p in prefixes):
-            wanted.append(entry)
-        elif os.path.basename(real) in ("site-packages", "dist-packages") or not os.path.isdir(real):
-            wanted.append(entry)
+        installed = any(real == p or real.startswith(p + "/") for p in prefixes)
+        if installed or os.path.basename(real) in ("site-packages", "dist-packages") or not os.path.isdir(real):
+            wanted.append(entry)  # the whole directory (or zip file)
         elif real in _NEVER_BIND or real == os.path.realpath(os.path.expanduser("~")):
             plan.skipped.append(entry)
         else:
@@ -290,7 +288,9 @@ def _check(rc: int, what: str) -> None:
 
 
 def _mount(libc: Any, src: str | None, dst: str, fstype: str | None, flags: int, data: str | None = None) -> None:
-    enc = (lambda s: None if s is None else s.encode())
+    def enc(s: str | None) -> bytes | None:
+        return None if s is None else s.encode()
+
     _check(libc.mount(enc(src), enc(dst), enc(fstype), ctypes.c_ulong(flags), enc(data)),
            f"mount({src!r}, {dst!r}, {fstype!r}, {flags:#x})")
 
@@ -404,7 +404,8 @@ def enter_jail(config: JailConfig = JailConfig()) -> JailReport:
         flags |= CLONE_NEWUSER
     off: list[str] = []
     if userns and _threads() > 1:
-        off.append(f"all: a user namespace needs a single-threaded process ({_threads()} threads)")
+        off.append(f"all: a user namespace needs a single-threaded process ({_threads()} threads; "
+                   "set OPENBLAS_NUM_THREADS=1/OMP_NUM_THREADS=1 and start no thread before the jail)")
     elif libc.unshare(flags) != 0:
         err = ctypes.get_errno()
         off.append(f"all: unshare({'user, ' if userns else ''}mount, network namespaces) failed: "
