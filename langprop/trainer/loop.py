@@ -9,6 +9,7 @@ import logging
 import math
 import os
 import random
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +95,7 @@ class Trainer:
         self._snapshot: dict[str, Any] | None = None
         self._saved_step: int | None = None
         self.metrics: MetricsLogger | None = None
+        self.eval_stats: dict[str, float] = {}  # the evaluator's counters (cache hits...) after fit
 
     # -- public ---------------------------------------------------------------------------------
     def fit(self, train: Sequence[Any], val: Sequence[Any] | None = None, resume: bool = True) -> Population:
@@ -101,6 +103,11 @@ class Trainer:
 
         With ``resume`` and a checkpoint in ``run_dir``, continues after its step exactly as an
         uninterrupted run would (same batches, same prompts, same recorded answers).
+
+        With ``resume=False`` (``--no-resume``) the run starts afresh: an existing ``checkpoints/``
+        is MOVED ASIDE to ``checkpoints.old-<UTC time>`` (never deleted: it may be a person's only
+        copy of a previous run), the evaluation cache ``eval_cache.sqlite`` is deleted (it is only a
+        cache) when this trainer builds its own evaluator, and ``metrics``/``failures`` start empty.
         """
         if not train:
             raise ValueError("fit() needs at least one training sample")
@@ -108,8 +115,13 @@ class Trainer:
         batches_per_epoch = math.ceil(len(train) / self.config.batch_size)
         total = self.config.epochs * batches_per_epoch
         last = total if self.config.max_steps is None else min(total, self.config.max_steps)
+        if not resume:
+            self._start_afresh()
         restored = resume and self._restore()
-        self.metrics = MetricsLogger(self.run_dir, tensorboard=self.config.tensorboard)
+        # TensorBoard discards its older events at or after the first step this run writes, so a
+        # resumed (or restarted) run's curves do not show the same step twice.
+        purge_step = self.step + 1 if restored else 0
+        self.metrics = MetricsLogger(self.run_dir, tensorboard=self.config.tensorboard, purge_step=purge_step)
         if restored:
             self.metrics.truncate(self.step)
             truncate_jsonl(self.run_dir / "failures.jsonl", self.step)
@@ -166,6 +178,21 @@ class Trainer:
             self._finish()
         log.info("training stopped at step %d: %s", self.step, self.stop_reason)
         return self.population
+
+    def _start_afresh(self) -> None:
+        """``resume=False``: move old checkpoints aside and drop the evaluation cache (see ``fit``)."""
+        if self.checkpoint_dir.exists():
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+            target = self.run_dir / f"checkpoints.old-{stamp}"
+            n = 1
+            while target.exists():
+                n += 1
+                target = self.run_dir / f"checkpoints.old-{stamp}-{n}"
+            self.checkpoint_dir.rename(target)
+            log.warning("--no-resume: moved the previous checkpoints to %s", target)
+        if self._evaluator is None:  # a caller's own evaluator keeps its own cache
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                (self.run_dir / f"eval_cache.sqlite{suffix}").unlink(missing_ok=True)
 
     def best_policy(self) -> Policy | None:
         policies = self.population.policies
@@ -457,6 +484,9 @@ class Trainer:
                 cb.on_fit_end(self, self.stop_reason)
             except Exception:  # a broken callback must not hide the training result
                 log.exception("callback %r failed in on_fit_end", cb)
+        stats = getattr(self._evaluator, "stats", None)
+        if isinstance(stats, dict):
+            self.eval_stats = dict(stats)
         if self._own_pool is not None:
             if self._evaluator is not None:
                 self._evaluator.close()

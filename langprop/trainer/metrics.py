@@ -84,12 +84,14 @@ def _csv_text(rows: Sequence[dict[str, Any]]) -> str:
 class MetricsLogger:
     """Writes ``metrics.jsonl`` and ``metrics.csv`` in the run dir; mirrors scalars to TensorBoard."""
 
-    def __init__(self, run_dir: str | Path, tensorboard: bool = True) -> None:
+    def __init__(self, run_dir: str | Path, tensorboard: bool = True, purge_step: int | None = None) -> None:
+        """``purge_step``: the first step this logger will write; TensorBoard then discards the
+        events of older event files at or after it (a resumed run truncates its rows the same way)."""
         self.run_dir = Path(run_dir)
         self.jsonl_path = self.run_dir / "metrics.jsonl"
         self.csv_path = self.run_dir / "metrics.csv"
         self.rows: list[dict[str, Any]] = read_jsonl(self.jsonl_path)
-        self._tb = _open_tensorboard(self.run_dir / "tensorboard") if tensorboard else None
+        self._tb = _open_tensorboard(self.run_dir / "tensorboard", purge_step) if tensorboard else None
 
     def truncate(self, max_step: int) -> None:
         """Forget rows after ``max_step`` (resume from the checkpoint of that step)."""
@@ -117,13 +119,22 @@ class MetricsLogger:
 class _TensorBoardWriter:
     """Scalars as TensorBoard event files, using only the ``tensorboard`` package (no torch/TF)."""
 
-    def __init__(self, log_dir: Path) -> None:
-        from tensorboard.compat.proto.event_pb2 import Event
+    def __init__(self, log_dir: Path, purge_step: int | None = None) -> None:
+        import time
+
+        from tensorboard.compat.proto.event_pb2 import Event, SessionLog
         from tensorboard.compat.proto.summary_pb2 import Summary
         from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
         self._event, self._summary = Event, Summary
         self._writer = EventFileWriter(str(log_dir))
+        if purge_step is not None:
+            # What torch's SummaryWriter(purge_step=) writes: a SessionLog START at that step makes
+            # TensorBoard drop previously loaded events with step >= purge_step.
+            self._writer.add_event(
+                Event(wall_time=time.time(), step=purge_step, session_log=SessionLog(status=SessionLog.START))
+            )
+            self._writer.flush()
 
     def write(self, step: int, scalars: dict[str, float]) -> None:
         import time
@@ -136,10 +147,10 @@ class _TensorBoardWriter:
         self._writer.close()
 
 
-def _open_tensorboard(log_dir: Path) -> _TensorBoardWriter | None:
+def _open_tensorboard(log_dir: Path, purge_step: int | None = None) -> _TensorBoardWriter | None:
     """A writer when the optional ``tensorboard`` package is installed, else None (CSV/JSONL still written)."""
     try:
-        return _TensorBoardWriter(log_dir)
+        return _TensorBoardWriter(log_dir, purge_step)
     except ImportError:
         log.debug("tensorboard is not installed; metrics go to CSV and JSONL only")
         return None

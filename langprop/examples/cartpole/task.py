@@ -8,6 +8,7 @@ from typing import Any
 
 from langprop.examples.cartpole.harness import MAX_STEPS
 from langprop.examples.cartpole.scorer import CartPoleScorer
+from langprop.examples.keys import sample_key
 from langprop.policy import PolicySpec
 from langprop.trainer.model import LangPropModel
 
@@ -67,10 +68,12 @@ def make_datasets(options: CartPoleOptions) -> tuple[list[Any], list[Any]]:
     from langprop.evaluation import Sample
 
     def samples(split: str, seeds: range) -> list[Any]:
-        return [
-            Sample(key=f"cartpole/{split}/{s}/{options.max_steps}", inputs={"seed": s, "max_steps": options.max_steps})
-            for s in seeds
-        ]
+        out = []
+        for s in seeds:
+            inputs = {"seed": s, "max_steps": options.max_steps}
+            # Digest of the inputs: any option that changes an episode changes its key (evaluation cache).
+            out.append(Sample(key=sample_key(f"cartpole/{split}/{s}/{options.max_steps}", inputs), inputs=inputs))
+        return out
 
     base = options.seed * 10_000
     train = samples("train", range(base, base + options.n_train))

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from langprop.examples.keys import sample_key
 from langprop.examples.sudoku.generator import generate_puzzles
 from langprop.examples.sudoku.scorer import SudokuScorer
 from langprop.policy import PolicySpec
@@ -54,21 +55,24 @@ def build_model(options: SudokuOptions, exception_score: float = -1.0) -> LangPr
 
 
 def make_datasets(options: SudokuOptions) -> tuple[list[Any], list[Any]]:
-    """Train and validation puzzles from disjoint seeds; the expected value is one known solution."""
+    """Train and validation puzzles from disjoint seeds; the expected value is one known solution.
+
+    Sample keys end with a digest of inputs+expected (``langprop.examples.keys``).
+    """
     from langprop.evaluation import Sample
 
     sizes = [(int(w), int(h)) for w, h in options.sizes]
 
     def samples(split: str, n: int, seed: int) -> list[Any]:
         puzzles = generate_puzzles(n, sizes, seed, options.clue_fraction)
-        return [
-            Sample(
-                key=f"sudoku/{split}/{seed}/{i}/{p.width}x{p.height}",
-                inputs={"sudoku": p.grid, "width": p.width, "height": p.height},
-                expected=p.solution,
-            )
-            for i, p in enumerate(puzzles)
-        ]
+        out = []
+        for i, p in enumerate(puzzles):
+            inputs = {"sudoku": p.grid, "width": p.width, "height": p.height}
+            # The digest of inputs+expected makes the key change with every option that changes the
+            # puzzle (clue_fraction, sizes, seed), so the evaluation cache never serves old scores.
+            key = sample_key(f"sudoku/{split}/{seed}/{i}/{p.width}x{p.height}", inputs, p.solution)
+            out.append(Sample(key=key, inputs=inputs, expected=p.solution))
+        return out
 
     return samples("train", options.n_train, options.seed), samples("val", options.n_val, options.seed + 1_000_003)
 
