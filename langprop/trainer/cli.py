@@ -7,6 +7,10 @@
 
 Options after the known flags are dotted config overrides (``--trainer.batch_size 4`` or
 ``trainer.batch_size=4``). User errors end with one line on stderr and a non-zero exit.
+
+Exit status: 0 training completed (or stopped at ``trainer.max_steps``), 2 user error (config,
+run dir, checkpoint), 3 LLM unavailable, 4 sandbox cannot start, 5 stopped early because the LLM
+budget was exhausted (the last completed step is checkpointed; rerun to resume), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ log = logging.getLogger("langprop")
 EXIT_USER_ERROR = 2
 EXIT_LLM_UNAVAILABLE = 3
 EXIT_SANDBOX = 4
+EXIT_STOPPED_EARLY = 5  # LLM budget exhausted: stopped at the last completed step, checkpoint written
 EXIT_INTERRUPTED = 130
 
 
@@ -39,6 +44,15 @@ OVERRIDES_HELP = """config overrides (any field of RunConfig; --key value, --key
   --trainer.max_keep N --trainer.n_failure_examples N --trainer.seed N --trainer.max_steps N
   --sandbox.n_workers N --sandbox.call_timeout_s S
   --task.n_train N --task.n_val N   the example's own options (sudoku: sizes, clue_fraction, seed)
+
+exit status:
+  0    training completed (or stopped at trainer.max_steps)
+  2    user error (bad config, run dir or checkpoint), one line on stderr
+  3    LLM unavailable (endpoint unreachable after retries)
+  4    the sandbox cannot start
+  5    stopped early: the LLM budget is exhausted; the last completed step is checkpointed and the
+       same command resumes from it (with a larger --llm.budget_tokens / --llm.budget_cost)
+  130  interrupted (Ctrl-C); the last completed step is checkpointed
 """
 
 
@@ -119,6 +133,7 @@ def cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
     model = example.build_model(options, cfg.trainer.exception_score)
     train, val = example.make_datasets(options)
     run_dir = Path(cfg.trainer.run_dir)
+    _check_run_dir(run_dir)
     llm = LLMClient(cfg.llm, log_dir=run_dir / "llm")
     try:
         trainer = Trainer(model, llm, cfg.trainer, sandbox=cfg.sandbox, run_config=config_to_dict(cfg))
@@ -138,7 +153,23 @@ def cmd_train(args: argparse.Namespace, overrides: list[str]) -> int:
         step_dir = run_dir / "checkpoints" / latest.read_text(encoding="utf-8").strip() if latest.is_file() else None
         if step_dir is not None:
             _out(f"  source: {step_dir / 'policies' / (best.id + '.py')}")
-    return EXIT_INTERRUPTED if trainer.stop_reason == "interrupted" else 0
+    if trainer.stop_reason == "interrupted":
+        return EXIT_INTERRUPTED
+    if trainer.stop_reason.startswith("LLM budget exhausted"):
+        sys.stderr.write(f"stopped early at step {trainer.step}: {trainer.stop_reason} (checkpoint written; "
+                         f"rerun the same command with a larger budget to resume)\n")
+        return EXIT_STOPPED_EARLY
+    return 0
+
+
+def _check_run_dir(run_dir: Path) -> None:
+    """A run dir that is a file, or cannot be created, is a user error naming the path."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"trainer.run_dir: {run_dir} exists and is not a directory")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"trainer.run_dir: cannot create {run_dir}: {exc.strerror or exc}") from None
 
 
 def cmd_eval(args: argparse.Namespace, overrides: list[str]) -> int:
@@ -188,7 +219,7 @@ def cmd_examples() -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (0 ok, 2 user error, 3 LLM unreachable, 4 sandbox cannot run,
-    130 interrupted)."""
+    5 stopped early on an exhausted LLM budget, 130 interrupted)."""
     from langprop.checkpoint import CheckpointError
     from langprop.llm import LLMConfigError, LLMUnavailable
     from langprop.prompts.template import PromptError

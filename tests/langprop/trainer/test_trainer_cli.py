@@ -58,3 +58,31 @@ def test_unreachable_llm_is_one_line_and_keeps_a_clean_run_dir(capsys, tmp_path)
     assert main(argv) == 3
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: LLM unavailable") and "127.0.0.1:9" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("kind", ["file", "under_a_file"])
+def test_a_run_dir_that_is_a_file_is_a_one_line_user_error(tmp_path, kind):
+    afile = tmp_path / "afile"
+    afile.write_text("not a directory")
+    run_dir = afile if kind == "file" else afile / "run"
+    proc = run_cli("train", "--example", "sudoku", "--llm.backend", "replay", "--trainer.run_dir", str(run_dir))
+    assert proc.returncode == 2, proc.stderr
+    err = proc.stderr.strip()
+    assert err.startswith("error: trainer.run_dir") and str(run_dir) in err and "\n" not in err
+    assert "Traceback" not in proc.stderr and afile.read_text() == "not a directory"
+
+
+def test_budget_exhausted_exits_5_with_a_checkpoint_and_says_so_in_help(tmp_path, capsys):
+    from langprop.checkpoint import load_checkpoint
+
+    run_dir = tmp_path / "r"
+    argv = ["train", "--example", "sudoku", "--llm.backend", "replay", "--trainer.run_dir", str(run_dir),
+            "--llm.budget_tokens", "2500", "--sandbox.n_workers", "2", "--sandbox.call_timeout_s", "10"]
+    assert main(argv) == 5
+    captured = capsys.readouterr()
+    assert "budget" in captured.err and "resume" in captured.err
+    data = load_checkpoint(run_dir / "checkpoints")
+    assert data.step < 3 and f"stopped at step {data.step}" in captured.out
+    proc = run_cli("train", "--help")
+    assert proc.returncode == 0
+    assert "exit status:" in proc.stdout and "5    stopped early: the LLM budget is exhausted" in proc.stdout

@@ -19,14 +19,16 @@ from langprop.trainer.loop import Trainer
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # a CPU-only model on 2 shared cores: minutes under load, not the default 300 s
 def test_sudoku_loop_survives_a_real_small_model(local_llm, tmp_path):  # noqa: F811
     example = get_example("sudoku")
-    options = example.options({"n_train": 8, "n_val": 4})
+    # Small prompts: 4x4 puzzles only, one failing example per update prompt, short answers.
+    options = example.options({"n_train": 4, "n_val": 2, "sizes": [[2, 2]]})
     train, val = example.make_datasets(options)
     # Kept small for 2 shared CPU cores: 3 setup answers, then at most 2 update answers per step.
-    config = TrainerConfig(epochs=1, batch_size=4, n_setup_responses=3, n_responses=1, n_top_choices=2,
-                           max_keep=4, run_dir=str(tmp_path), progress=False, seed=0)
-    client = LLMClient(local_llm.llm_config(max_tokens=200, seed=0), log_dir=tmp_path / "llm")
+    config = TrainerConfig(epochs=1, batch_size=2, n_setup_responses=3, n_responses=1, n_top_choices=2,
+                           max_keep=4, n_failure_examples=1, run_dir=str(tmp_path), progress=False, seed=0)
+    client = LLMClient(local_llm.llm_config(max_tokens=160, seed=0), log_dir=tmp_path / "llm")
     trainer = Trainer(example.build_model(options), client, config,
                       sandbox=SandboxConfig(n_workers=2, call_timeout_s=2.0))
     with client:
