@@ -353,7 +353,11 @@ class Trainer:
                 stats.statuses[e.call.status] = stats.statuses.get(e.call.status, 0) + 1
                 if e.call.status != "ok":
                     errors.setdefault((e.call.status, e.call.error_type), []).append(e)
+                elif self._wrong_output(e):
+                    errors.setdefault(("wrong_output", None), []).append(e)
             for (status, error_type), group in errors.items():
+                call = group[0].call
+                reason = group[0].feedback if status == "wrong_output" else call.error_message or group[0].feedback
                 stats.failures.append(
                     {
                         "step": self.step,
@@ -361,10 +365,18 @@ class Trainer:
                         "policy_id": policy.id,
                         "error_type": error_type,
                         "count": len(group),
-                        "reason": (group[0].call.error_message or group[0].feedback or "")[:300],
+                        "reason": (reason or status)[:300],
                     }
                 )
         return results
+
+    def _wrong_output(self, evaluation: Any) -> bool:
+        """A call that returned, but whose output is wrong: below the model's perfect score when it
+        has one, else scored no better than an exception (e.g. the scorer could not read it)."""
+        if self.model.perfect_score is not None:
+            return evaluation.score < self.model.perfect_score
+        floor = getattr(self.model.scorer, "exception_score", self.config.exception_score)
+        return evaluation.score <= floor
 
     def _validate(self, evaluator: Any, val: Sequence[Any]) -> None:
         results = evaluator.evaluate(self.population.policies, list(val))
