@@ -42,6 +42,7 @@ OVERRIDES_HELP = """config overrides (any field of RunConfig; --key value, --key
   --trainer.run_dir DIR             checkpoints, metrics.csv/jsonl, curves.png, failures.jsonl, llm/
   --trainer.epochs N --trainer.batch_size N --trainer.n_responses N --trainer.n_top_choices N
   --trainer.max_keep N --trainer.n_failure_examples N --trainer.seed N --trainer.max_steps N
+  --trainer.val_tracker true        rank by train + validation priority (default: train only)
   --sandbox.n_workers N --sandbox.call_timeout_s S
   --task.n_train N --task.n_val N   the example's own options (sudoku: sizes, clue_fraction, seed)
 

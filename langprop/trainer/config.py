@@ -36,6 +36,10 @@ class TrainerConfig:
     progress: bool = True
     tensorboard: bool = True  # only when the tensorboard package is importable
     max_output_chars: int = 1500  # truncation of inputs/outputs/tracebacks inside prompts
+    # Also record validation scores into a "val" priority tracker, so priority = train + val (the
+    # reference's several-trackers design): a policy that generalises outranks one that only fits
+    # the batches. The ranking is refreshed after each validation. False: rank by train scores only.
+    val_tracker: bool = False
 
     def validate(self) -> None:
         checks = {

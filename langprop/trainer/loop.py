@@ -24,7 +24,7 @@ from langprop.population import Population
 from langprop.prompts.context import HistoryEntry, setup_context
 from langprop.prompts.template import PromptTemplate
 from langprop.trainer.callbacks import Callback, RichProgress
-from langprop.trainer.config import SandboxConfig, TrainerConfig, sandbox_limits
+from langprop.trainer.config import ConfigError, SandboxConfig, TrainerConfig, sandbox_limits
 from langprop.trainer.metrics import MetricsLogger, append_jsonl, plot_curves, truncate_jsonl
 from langprop.trainer.model import LangPropModel
 from langprop.trainer.prompting import update_messages
@@ -32,6 +32,7 @@ from langprop.trainer.prompting import update_messages
 log = logging.getLogger(__name__)
 
 TRACKER = "train"
+VAL_TRACKER = "val"  # only with TrainerConfig.val_tracker
 
 
 @dataclass
@@ -84,7 +85,9 @@ class Trainer:
         self.run_config = run_config or {"trainer": dataclasses.asdict(config)}
         self.run_dir = Path(config.run_dir)
         self.checkpoint_dir = self.run_dir / "checkpoints"
-        self.population = Population((TRACKER,), decay=config.decay, max_keep=config.max_keep, seed=config.seed)
+        self.tracker_names = (TRACKER, VAL_TRACKER) if config.val_tracker else (TRACKER,)
+        self.population = Population(self.tracker_names, decay=config.decay, max_keep=config.max_keep,
+                                     seed=config.seed)
         self.step = 0
         self.val_scores: dict[str, float] = {}
         self.stop_reason = "not started"
@@ -149,6 +152,9 @@ class Trainer:
                 )
                 if validate:
                     self._validate(evaluator, val)
+                    if self.config.val_tracker:  # validation scores changed the priorities: re-sort
+                        self.population.rerank(step)
+                        row.update(self._ranking_metrics())
                     row.update(self._val_metrics())
                 self.step = step
                 self._end_step(row.pop("_failures"))
@@ -280,17 +286,12 @@ class Trainer:
             child_evals = self._evaluate(evaluator, children, batch, stats)
             stats.children_scores = [e.score for evs in child_evals.values() for e in evs]
         self.population.rerank(step)
-        priorities = self.population.priorities()
-        best_id = next(iter(priorities), None)
         return {
             "step": step,
             "epoch": epoch,
             "batch": index,
             "n_samples": len(batch),
-            "n_policies": len(priorities),
-            "best_id": best_id,
-            "best_priority": _round(priorities.get(best_id)) if best_id else None,
-            "mean_priority": _round(_mean(list(priorities.values()))),
+            **self._ranking_metrics(),
             "batch_best_score": _round(max(batch_scores + stats.children_scores, default=math.nan)),
             "batch_mean_score": _round(_mean(batch_scores)),
             "n_prompts": stats.n_prompts,
@@ -304,6 +305,16 @@ class Trainer:
             "n_crashes": stats.statuses.get("crash", 0),
             **self._usage_metrics(),
             "_failures": stats.failures,
+        }
+
+    def _ranking_metrics(self) -> dict[str, Any]:
+        priorities = self.population.priorities()
+        best_id = next(iter(priorities), None)
+        return {
+            "n_policies": len(priorities),
+            "best_id": best_id,
+            "best_priority": _round(priorities.get(best_id)) if best_id else None,
+            "mean_priority": _round(_mean(list(priorities.values()))),
         }
 
     def _add_children(self, answers: Sequence[Any], parent: Policy | None, stats: StepStats) -> list[Policy]:
@@ -381,6 +392,9 @@ class Trainer:
     def _validate(self, evaluator: Any, val: Sequence[Any]) -> None:
         results = evaluator.evaluate(self.population.policies, list(val))
         self.val_scores = {pid: float(np.mean([e.score for e in evs])) for pid, evs in results.items()}
+        if self.config.val_tracker:
+            for pid, evs in results.items():
+                self.population.record_many(VAL_TRACKER, pid, [e.score for e in evs])
 
     def _val_metrics(self) -> dict[str, Any]:
         best = self.best_policy()
@@ -464,6 +478,12 @@ class Trainer:
                 log.warning("resuming %s with trainer.%s=%r (the checkpoint used %r): results will differ "
                             "from an uninterrupted run", self.checkpoint_dir, key, getattr(self.config, key),
                             stored[key])
+        stored_trackers = tuple(data.population_state.get("tracker_names", (TRACKER,)))
+        if stored_trackers != self.tracker_names:
+            raise ConfigError(
+                f"trainer.val_tracker={self.config.val_tracker}: the checkpoint in {self.checkpoint_dir} has the "
+                f"trackers {list(stored_trackers)}; resume with the setting it was trained with, or use --no-resume"
+            )
         self.population.load_state_dict(data.population_state)
         self.step = int(data.step)
         self.val_scores = dict(data.extra.get("val_scores", {}))
