@@ -466,6 +466,12 @@ class Trainer:
         if not (self.checkpoint_dir / "latest").exists():
             return False
         data = load_checkpoint(self.checkpoint_dir)
+        stored_trackers = tuple(data.population_state.get("tracker_names", (TRACKER,)))
+        if stored_trackers != self.tracker_names and not data.extra.get("before_setup"):  # (no population yet)
+            raise ConfigError(
+                f"trainer.val_tracker={self.config.val_tracker}: the checkpoint in {self.checkpoint_dir} has the "
+                f"trackers {list(stored_trackers)}; resume with the setting it was trained with, or use --no-resume"
+            )
         load_state = getattr(self.llm, "load_state_dict", None)
         if callable(load_state) and data.extra.get("llm_state"):
             load_state(data.extra["llm_state"])
@@ -478,12 +484,6 @@ class Trainer:
                 log.warning("resuming %s with trainer.%s=%r (the checkpoint used %r): results will differ "
                             "from an uninterrupted run", self.checkpoint_dir, key, getattr(self.config, key),
                             stored[key])
-        stored_trackers = tuple(data.population_state.get("tracker_names", (TRACKER,)))
-        if stored_trackers != self.tracker_names:
-            raise ConfigError(
-                f"trainer.val_tracker={self.config.val_tracker}: the checkpoint in {self.checkpoint_dir} has the "
-                f"trackers {list(stored_trackers)}; resume with the setting it was trained with, or use --no-resume"
-            )
         self.population.load_state_dict(data.population_state)
         self.step = int(data.step)
         self.val_scores = dict(data.extra.get("val_scores", {}))
