@@ -24,6 +24,7 @@ def test_server_that_cannot_start_reports_its_log_and_is_gone(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # may pay the shared model's start-up on 2 loaded CPU cores
 def test_real_gemma_gives_two_fenced_answers(local_llm, tmp_path):  # noqa: F811
     cfg = local_llm.llm_config(max_tokens=96, temperature=0.8, seed=1, cache_path=str(tmp_path / "c.sqlite"))
     prompt = chat("Write a Python function `mul(a, b)` that returns the product of a and b.",
@@ -42,6 +43,7 @@ def test_real_gemma_gives_two_fenced_answers(local_llm, tmp_path):  # noqa: F811
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # may pay the shared model's start-up on 2 loaded CPU cores
 def test_local_server_is_ended_by_its_pid(local_llm):  # noqa: F811
     with LocalOpenAIServer(local_llm.model_path) as server:
         pid = server.process.pid
