@@ -71,7 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--example", help="example to train (sudoku, cartpole); default from the config, else sudoku")
     train.add_argument("--config", help="YAML run config (fields of RunConfig)")
-    train.add_argument("--no-resume", action="store_true", help="start afresh even if the run dir has a checkpoint")
+    train.add_argument("--no-resume", action="store_true", help="start afresh: move run_dir/checkpoints aside to checkpoints.old-<UTC time> and "
+                       "delete the evaluation cache")
     ev = sub.add_parser("eval", help="evaluate the policies of a checkpoint on an example's data", allow_abbrev=False)
     ev.add_argument("checkpoint", help="checkpoint dir (run_dir/checkpoints, or one step_* dir)")
     ev.add_argument("--split", choices=("train", "val"), default="val")
