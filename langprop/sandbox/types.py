@@ -24,6 +24,9 @@ class SandboxLimits:
     the next calls); ``max_processes=0`` forbids fork/threads in policy code (RLIMIT_NPROC=0 plus
     patched Python entry points), ``>0`` allows them (they are killed with the process group).
     ``max_output_bytes`` caps one call's output (bigger ones become an ``OutputTooLarge`` exception).
+    ``isolate`` jails policy processes (no network, read-only view of Python and the packages only,
+    private ``/tmp`` of ``tmp_mb``); where the kernel refuses namespaces a warning says which
+    protections are off, or, with ``require_jail``, the sandbox refuses to start.
     A policy process starts at ~110 MB of address space with numpy loaded, so keep ``memory_mb``
     well above that. ``cpu_s`` bounds one policy process; a process that has used 75% of it hands
     its remaining calls to a fresh one between two calls.
@@ -36,13 +39,19 @@ class SandboxLimits:
     stdout_cap_bytes: int = 16_384
     max_processes: int = 0
     max_output_bytes: int = 64 * 1024 * 1024
+    # The jail (langprop.sandbox.jail): policy processes see a read-only root holding only the Python
+    # installation and importable packages, a private capped /tmp, and no network at all.
+    isolate: bool = True
+    require_jail: bool = False  # refuse to start where the kernel cannot provide the jail
+    tmp_mb: int = 64  # the jail's private /tmp, emptied after every policy session
+    fsize_mb: int = 64  # RLIMIT_FSIZE of a policy process
 
     def __post_init__(self) -> None:
         if not self.call_timeout_s > 0:
             raise SandboxError(f"SandboxLimits.call_timeout_s must be > 0, got {self.call_timeout_s!r}")
         if self.batch_deadline_s is not None and not self.batch_deadline_s > 0:
             raise SandboxError(f"SandboxLimits.batch_deadline_s must be > 0 or None, got {self.batch_deadline_s!r}")
-        for name in ("memory_mb", "cpu_s", "stdout_cap_bytes", "max_output_bytes"):
+        for name in ("memory_mb", "cpu_s", "stdout_cap_bytes", "max_output_bytes", "tmp_mb", "fsize_mb"):
             if int(getattr(self, name)) <= 0:
                 raise SandboxError(f"SandboxLimits.{name} must be > 0, got {getattr(self, name)!r}")
         if self.max_processes < 0:

@@ -69,6 +69,22 @@ def worker_env() -> dict[str, str]:
     return env
 
 
+_UNJAILED_WARNED = False
+
+
+def _warn_if_unjailed(report: Any, wanted: bool) -> None:
+    """Say once per process when the kernel refused (part of) the jail the limits asked for."""
+    global _UNJAILED_WARNED
+    if not wanted or _UNJAILED_WARNED or not isinstance(report, dict):
+        return
+    from langprop.sandbox.jail import JailReport
+
+    jail = JailReport.from_dict(report)
+    if not jail.active:
+        _UNJAILED_WARNED = True
+        log.warning("sandbox: %s", jail.describe())
+
+
 def _signal_reason(sig: int, limits: SandboxLimits) -> str:
     if sig == signal.SIGXCPU:
         return f"CPU limit of {limits.cpu_s}s exceeded (SIGXCPU)"
@@ -133,7 +149,10 @@ class Worker:
         self.samples_sent: set[str] = set()
         self.samples_bytes = 0
         self.ready = False
-        config = {"preload": list(self.preload), "harness": self.harness}
+        lim = self.limits
+        jail = {"network": lim.isolate, "filesystem": lim.isolate, "require_jail": lim.require_jail,
+                "tmp_mb": lim.tmp_mb}
+        config = {"preload": list(self.preload), "harness": self.harness, "jail": jail}
         self.outbox += frame(dumps(("init", config)))
         self.started_at = time.monotonic()
 
@@ -334,6 +353,7 @@ class Worker:
             msg = loads_plain(payload)  # the zygote never runs policy code; still, plain data only
             if msg[0] == "ready":
                 self.ready = True
+                _warn_if_unjailed(msg[2] if len(msg) > 2 else None, self.limits.isolate)
             elif msg[0] == "error":
                 self._fail_start(f"harness or preload import failed: {msg[1]}")
             elif msg[0] == "started" and self.session is not None:

@@ -266,6 +266,9 @@ def _run_session(msg: tuple[Any, ...], harness: Callable[..., Any] | None, confi
         from langprop.sandbox.confine import confine_child
 
         confine_child(int(config["memory_mb"]), int(config["cpu_s"]), int(config["max_processes"]))
+        from langprop.sandbox.jail import fsize_limit
+
+        fsize_limit(int(config["fsize_mb"]))
         session = Session(msg[1], msg[2], harness, config, res_fd, progress)
         sys.stdout = sys.stderr = session.capture  # type: ignore[assignment]
         if msg[4]:  # the first calls came with the session message (inherited through the fork)
@@ -320,11 +323,15 @@ def main(argv: list[str]) -> None:
         if harness is not None:
             for name in getattr(sys.modules[harness.__module__], "SANDBOX_PRELOAD", ()):
                 importlib.import_module(name)
+        # Last, once everything is imported: every session forked from here inherits the jail.
+        from langprop.sandbox.jail import JailConfig, enter_jail
+
+        jail = enter_jail(JailConfig(**config["jail"]))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises SandboxError
         ctl.send(frame(dumps(("error", f"{type(exc).__name__}: {exc}"))))
         return
     gc.disable()  # the zygote makes no cycles worth collecting; sessions re-enable the collector
-    ctl.send(frame(dumps(("ready", os.getpid()))))
+    ctl.send(frame(dumps(("ready", os.getpid(), jail.to_dict()))))
     while True:
         msg = read_frame(0)
         if msg is None or msg[0] == "quit":
@@ -358,6 +365,7 @@ def main(argv: list[str]) -> None:
         socket.send_fds(ctl, [frame(dumps(("started", pid)))], [cmd_w])
         os.close(cmd_w)
         code, sig = _wait_session(pid, parent)
+        jail.reset_tmp()  # one policy's /tmp files (or a full /tmp) never reach the next session
         ctl.send(frame(dumps(("exited", pid, code, sig))))
 
 

@@ -72,6 +72,8 @@ class SandboxConfig:
     memory_mb: int = 2048
     cpu_s: int = 60
     stdout_cap_bytes: int = 16_384
+    isolate: bool = True  # jail policy processes: no network, read-only Python + packages, private /tmp
+    require_jail: bool = False  # refuse to train where the kernel cannot provide the jail
 
 
 def sandbox_limits(config: SandboxConfig) -> Any:
@@ -85,6 +87,8 @@ def sandbox_limits(config: SandboxConfig) -> Any:
             memory_mb=config.memory_mb,
             cpu_s=config.cpu_s,
             stdout_cap_bytes=config.stdout_cap_bytes,
+            isolate=config.isolate,
+            require_jail=config.require_jail,
         )
     except SandboxError as exc:
         raise ConfigError(str(exc).replace("SandboxLimits.", "sandbox.")) from None

@@ -144,7 +144,9 @@ def test_environment_holds_no_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
         env, leaked = fn(os.getpid())
     assert not [k for k in env if "API_KEY" in k or k.startswith("OPENAI") or "TOKEN" in k]
     assert "sk-" not in repr(env) and all("sk-" not in text for text in leaked)
-    assert leaked[0] == "PermissionError"  # the trainer's /proc/<pid>/environ is not readable
+    # The trainer's /proc/<pid>/environ is not readable: no /proc inside the jail, and the trainer
+    # is non-dumpable where the jail is off.
+    assert leaked[0] in ("FileNotFoundError", "PermissionError")
 
 
 def test_gigantic_print_is_capped(pool: SandboxPool) -> None:
@@ -335,3 +337,40 @@ def test_large_genuine_outputs_are_within_the_container_budget() -> None:
 
     genuine = [[(i, j) for j in range(300)] for i in range(300)]  # 90,300 containers, no sharing
     assert loads_plain(pickle.dumps(genuine)) == genuine
+
+
+def test_policies_are_jailed_from_files_and_network(pool: SandboxPool, tmp_path: Path) -> None:
+    """The trainer's files, the project tree and the network are out of a policy's reach."""
+    import socket
+
+    victim = tmp_path / "checkpoint.json"
+    victim.write_text("precious")
+    project_file = Path(__file__).resolve().parents[3] / "pyproject.toml"
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    try:
+        (r,) = run_hostile(pool, f"""
+            import os, shutil, socket
+            def f(x):
+                out = {{}}
+                attempts = {{
+                    "read_victim": lambda: open({str(victim)!r}).read(),
+                    "delete_victim_dir": lambda: shutil.rmtree({str(tmp_path)!r}),
+                    "read_shadow": lambda: open("/etc/shadow").read(),
+                    "write_project": lambda: open({str(project_file)!r}, "a").write("pwned"),
+                    "connect": lambda: socket.create_connection(("127.0.0.1", {port}), timeout=0.5),
+                    "fill_tmp": lambda: open("/tmp/big", "wb").write(b"x" * (200 << 20)),
+                }}
+                for name, attempt in attempts.items():
+                    try:
+                        attempt()
+                        out[name] = "succeeded"
+                    except Exception as exc:
+                        out[name] = type(exc).__name__
+                return out
+            """)
+    finally:
+        listener.close()
+    assert r.status == "ok", r.describe()
+    assert "succeeded" not in r.output.values(), r.output
+    assert victim.read_text() == "precious" and "pwned" not in project_file.read_text()

@@ -41,6 +41,8 @@ EXPECTED: dict[str, tuple[str, str | None, str]] = {
     "mutate_input": ("wrong_output", None, "clue at"),
     "missing_module": ("exception", "ModuleNotFoundError", "langprop_no_such_module"),
     "syntax_error": ("exception", "SyntaxError", "never closed"),
+    # the sandbox jail: the run dir does not exist for a policy, so it only returns its input
+    "vandal": ("wrong_output", None, "expected a value"),
 }
 WINNER = "correct"
 MARKER = re.compile(r"#\s*case:\s*(\w+)")
