@@ -10,10 +10,12 @@ Layers, strongest first:
 - Python entry points that start processes, signal others or change ids raise ``PermissionError``
   with a clear message (a nicer error than EAGAIN; the kernel limits above are what hold).
 Together with the parent's SIGKILL of the whole process group this contains infinite loops, memory
-and fork bombs and exit attempts. It is not a file-system jail: a policy reads and writes files with
-the trainer's file-system uid (run the trainer in a container). When the trainer does not run as
-root, ids cannot change: the kernel still refuses fork (RLIMIT_NPROC=0), but signals to same-uid
-processes are only refused at the Python level.
+and fork bombs and exit attempts. Files and the network are the jail's job (:mod:`langprop.sandbox.jail`,
+entered once by the zygote): the policy sees a read-only root with only Python and the importable
+packages, a private /tmp, and no network interface; where the kernel refuses namespaces a warning
+says so. When the trainer does not run as root, ids cannot change: the kernel still refuses fork
+(RLIMIT_NPROC=0), and in the jail there is no /proc; signals to same-uid processes are refused at
+the Python level (a user namespace from the jail would contain them too).
 """
 
 from __future__ import annotations
