@@ -23,7 +23,6 @@ import contextlib
 import dataclasses
 import logging
 import math
-import os
 import re
 import signal
 import threading
@@ -33,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from driving import paths
 from driving.types import Route, VehicleControl, World
 
 log = logging.getLogger(__name__)
@@ -85,18 +85,10 @@ class EpisodeOutcome:
 # --------------------------------------------------------------------------- output paths
 def prepare_output_dir(path: str | Path, what: str) -> Path:
     """Create ``path`` (and its parents) as a writable directory, or raise ``RunnerError`` naming it."""
-    directory = Path(path)
-    if directory.exists() and not directory.is_dir():
-        raise RunnerError(f"{what} {directory}: exists and is not a directory")
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):  # a parent is a file
-        raise RunnerError(f"{what} {directory}: cannot create it, a parent path is not a directory") from None
-    except OSError as exc:
-        raise RunnerError(f"{what} {directory}: cannot create it: {exc.strerror or exc}") from None
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise RunnerError(f"{what} {directory}: directory is not writable")
-    return directory
+        return paths.prepare_output_dir(path, what)
+    except paths.OutputPathError as exc:
+        raise RunnerError(str(exc)) from None
 
 
 def check_checkpoint_path(path: str | Path) -> Path:

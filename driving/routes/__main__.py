@@ -10,35 +10,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
-from pathlib import Path
 
+from driving.paths import OutputPathError, prepare_output_dir
 from driving.routes.planner import NoRouteError, RoutePlanner
 from driving.routes.route_sets import RouteSetError, generate_route_set, write_route_set
 from driving.routes.route_xml import FORMATS, RouteFileError, read_routes
 from driving.towns import BUILTIN_TOWNS, TownBuildError, UnknownTownError, get_town
-
-
-class OutputDirError(Exception):
-    """``--out`` is not a folder that can be created and written."""
-
-
-def _prepare_out(path: str) -> Path:
-    """Create ``--out`` (and parents) before any work, or raise ``OutputDirError`` naming it."""
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise OutputDirError(f"--out {out}: exists and is not a directory")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):  # a parent is a file
-        raise OutputDirError(f"--out {out}: cannot create it, a parent path is not a directory") from None
-    except OSError as exc:
-        raise OutputDirError(f"--out {out}: cannot create it: {exc.strerror or exc}") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise OutputDirError(f"--out {out}: directory is not writable")
-    return out
 
 
 def _splits(text: str) -> dict[str, float]:
@@ -73,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "bench":
             return _bench(args.towns or sorted(BUILTIN_TOWNS), args.count)
         if args.command == "generate":
-            _prepare_out(args.out)
+            prepare_output_dir(args.out, "--out")
             town = get_town(args.town)
             sets = generate_route_set(town, args.seed, args.count, args.min_length, args.max_length, args.splits)
             files = write_route_set(sets, args.out, args.format, prefix=f"{town.name}_")
@@ -92,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(f"{route.id}: {route.town}, {len(route.keypoints)} keypoints, "
                              f"{planned.length:.1f} m\n")
         return 0
-    except (RouteFileError, RouteSetError, UnknownTownError, TownBuildError, OutputDirError) as exc:
+    except (RouteFileError, RouteSetError, UnknownTownError, TownBuildError, OutputPathError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
 

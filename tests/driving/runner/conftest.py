@@ -3,12 +3,33 @@
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from driving.types import Keypoint, RoadOption, Route, RouteWaypoint, VehicleControl
 from driving.worlds.embedded import EmbeddedWorldConfig
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    """``python -m leaderboard_eval`` as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "leaderboard_eval", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def assert_one_line_error(out: subprocess.CompletedProcess, *needles: str) -> None:
+    assert out.returncode == 2, (out.returncode, out.stderr[-2000:])
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert lines[0].startswith("leaderboard_eval: error: ")
+    for needle in needles:
+        assert needle in lines[0], lines[0]
 
 
 def lane_route(grid_map, route_id: str, start_index: int, length_m: int = 45) -> Route:

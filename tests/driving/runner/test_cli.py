@@ -6,25 +6,10 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
-
-
-def cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "leaderboard_eval", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, "PYTHONPATH": str(REPO)})
-
-
-def assert_one_line_error(out: subprocess.CompletedProcess, *needles: str) -> None:
-    assert out.returncode == 2, (out.returncode, out.stderr[-2000:])
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
-    assert lines[0].startswith("leaderboard_eval: error: ")
-    for needle in needles:
-        assert needle in lines[0], lines[0]
+from tests.driving.runner.conftest import REPO, assert_one_line_error, cli
 
 
 def test_malformed_route_file_is_one_clear_line(tmp_path, grid_town):

@@ -4,32 +4,13 @@ a video that fails while a route runs is turned off for that route, which goes o
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from driving.routes import generate_route_set, write_routes
 from leaderboard_eval.runner import RunnerError, run_routes
-from tests.driving.runner.conftest import Pursuit
-
-REPO = Path(__file__).resolve().parents[3]
-
-
-def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "leaderboard_eval", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, "PYTHONPATH": str(REPO)})
-
-
-def assert_one_line_error(out: subprocess.CompletedProcess, *needles: str) -> None:
-    assert out.returncode == 2, (out.returncode, out.stderr[-2000:])
-    lines = out.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr[-2000:]
-    assert lines[0].startswith("leaderboard_eval: error: ")
-    for needle in needles:
-        assert needle in lines[0], lines[0]
+from tests.driving.runner.conftest import Pursuit, assert_one_line_error, cli
 
 
 @pytest.fixture(scope="module")
