@@ -372,5 +372,8 @@ def test_policies_are_jailed_from_files_and_network(pool: SandboxPool, tmp_path:
     finally:
         listener.close()
     assert r.status == "ok", r.describe()
-    assert "succeeded" not in r.output.values(), r.output
+    # Writing "into the project" may only succeed where the checkout lies under /tmp: the path then
+    # lands in the jail's private /tmp, and the real file below stays untouched.
+    allowed = {"write_project"} if str(project_file).startswith("/tmp/") else set()
+    assert {k for k, v in r.output.items() if v == "succeeded"} <= allowed, r.output
     assert victim.read_text() == "precious" and "pwned" not in project_file.read_text()

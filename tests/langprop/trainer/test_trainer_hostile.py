@@ -77,7 +77,7 @@ def test_hostile_setup_policies_fail_with_reasons_and_the_correct_one_wins(tmp_p
     client = LLMClient(LLMConfig(backend="replay", replay_path=str(ANSWERS)), log_dir=tmp_path / "llm")
     frozen = _FreezeStepZero()
     trainer = Trainer(example.build_model(options), client, config, callbacks=[frozen],
-                      sandbox=SandboxConfig(n_workers=2, call_timeout_s=0.5, memory_mb=512))
+                      sandbox=SandboxConfig(n_workers=2, call_timeout_s=0.5, memory_mb=320))
     with client:
         trainer.fit(train, val)
 
