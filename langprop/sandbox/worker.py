@@ -353,7 +353,7 @@ class Worker:
             msg = loads_plain(payload)  # the zygote never runs policy code; still, plain data only
             if msg[0] == "ready":
                 self.ready = True
-                _warn_if_unjailed(msg[2] if len(msg) > 2 else None, self.limits.isolate)
+                _warn_if_unjailed(msg[2], self.limits.isolate)
             elif msg[0] == "error":
                 self._fail_start(f"harness or preload import failed: {msg[1]}")
             elif msg[0] == "started" and self.session is not None:

@@ -17,7 +17,7 @@ class CartPoleScorer:
 
     def __call__(self, sample: Any, call: Any) -> tuple[float, str]:
         if call.status != "ok":
-            return self.exception_score, f"{call.status}: {call.error_type or ''} {call.error_message or ''}".strip()
+            return self.exception_score, call.describe()
         out = call.output
         if not isinstance(out, dict) or "actions" not in out:
             return self.exception_score, "harness output is missing the action sequence"

@@ -17,7 +17,7 @@ class SudokuScorer:
 
     def __call__(self, sample: Any, call: Any) -> tuple[float, str]:
         if call.status != "ok":
-            return self.exception_score, f"{call.status}: {call.error_type or ''} {call.error_message or ''}".strip()
+            return self.exception_score, call.describe()
         inputs = sample.inputs
         problem = check_solution(call.output, inputs["sudoku"], inputs["width"], inputs["height"])
         if problem is None:
