@@ -250,19 +250,28 @@ class _EpisodeState:
     world_failed: bool = False
 
 
+StepHook = Callable[[Any, Any, VehicleControl, Any, Any, list], None]
+
+
 def run_episode(world: World, job: RouteJob, driver_factory: Callable[[], Any], version: str, seed: int,
                 wall_time_limit_s: float | None = None, blocked_time_s: float | None = None,
                 video: _EpisodeVideo | None = None, on_tick: Callable[[Any], None] | None = None,
-                ) -> tuple[Any, bool]:
+                on_step: StepHook | None = None) -> tuple[Any, bool]:
     """Drive ``job`` once: (the monitor's ``RouteRecord`` with its status overridden on failures,
-    whether the world must be rebuilt). Raises only ``KeyboardInterrupt``."""
+    whether the world must be rebuilt). Raises only ``KeyboardInterrupt``.
+
+    ``on_step(scene, driver, control, tick, monitor, new_events)`` is called once per tick after the
+    monitor's update: ``scene`` is the one the driver acted on to produce ``control``, ``tick`` the
+    world's state after applying it, ``new_events`` the monitor's events of this tick (data recording).
+    An exception from it ends the route like a driver crash (``Failed - Agent crashed``).
+    """
     t0 = time.perf_counter()
     monitor = make_monitor(world, job, version, blocked_time_s)
     state = _EpisodeState()
     # The try is outside the guard so an alarm landing anywhere inside it is still caught here.
     try:
         with wall_clock_guard(wall_time_limit_s) as expired:
-            _drive(world, job, driver_factory, monitor, seed, state, expired, video, on_tick)
+            _drive(world, job, driver_factory, monitor, seed, state, expired, video, on_tick, on_step)
     except KeyboardInterrupt:
         _release(state.driver)
         if video is not None:  # keep what was filmed: an interrupted episode is worth watching
@@ -286,7 +295,7 @@ def run_episode(world: World, job: RouteJob, driver_factory: Callable[[], Any], 
 
 def _drive(world: World, job: RouteJob, driver_factory: Callable[[], Any], monitor: Any, seed: int,
            state: _EpisodeState, expired: Callable[[], bool], video: _EpisodeVideo | None,
-           on_tick: Callable[[Any], None] | None) -> None:
+           on_tick: Callable[[Any], None] | None, on_step: StepHook | None = None) -> None:
     """The closed loop; returns when the monitor ends the route or something fails (``state``)."""
     route = job.route
     try:
@@ -313,6 +322,7 @@ def _drive(world: World, job: RouteJob, driver_factory: Callable[[], Any], monit
             log.error("route %s: the driver crashed: %r", job.name, exc, exc_info=True)
             state.outcome = EpisodeOutcome(STATUS_AGENT_CRASHED, repr(exc))
             return
+        acted_on = scene
         try:
             scene = world.step(control)
             tick = world.tick()
@@ -321,7 +331,14 @@ def _drive(world: World, job: RouteJob, driver_factory: Callable[[], Any], monit
             state.world_failed = True
             state.outcome = EpisodeOutcome(STATUS_SIM_CRASHED, repr(exc))
             return
-        monitor.update(tick)
+        new_events = monitor.update(tick)
+        if on_step is not None:
+            try:
+                on_step(acted_on, driver, control, tick, monitor, new_events)
+            except Exception as exc:  # noqa: BLE001 - the hook (a labeller, a recorder) fails its route only
+                log.error("route %s: the step hook failed: %r", job.name, exc, exc_info=True)
+                state.outcome = EpisodeOutcome(STATUS_AGENT_CRASHED, f"on_step: {exc!r}")
+                return
         if video is not None:
             video.add(tick, monitor)
         if on_tick is not None:
