@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from driving.actions import SPEED_LEVELS, Action
 from driving.criteria.events import INFRACTION_KINDS, InfractionEvent
 from driving.scene import SCENE_SCHEMA_VERSION, Actor, RoutePoint, Scene, TrafficLight
@@ -34,7 +36,7 @@ from driving.types import RoadOption, VehicleControl
 
 __all__ = [
     "DATASET_SCHEMA_VERSION", "SCENE_SCHEMA_VERSION", "DatasetFileError", "FrameRecord", "SchemaError",
-    "Column", "StructCodec", "FRAME_CODEC", "LIST_CODECS", "INFRACTION_CODEC", "PRESENT_SUFFIX",
+    "Column", "StructCodec", "SCENE_CODEC", "FRAME_CODEC", "LIST_CODECS", "INFRACTION_CODEC", "PRESENT_SUFFIX",
 ]
 
 # Bump when the on-disk layout changes (not when Scene changes: that is SCENE_SCHEMA_VERSION).
@@ -193,7 +195,7 @@ def _make_frame_codec() -> StructCodec:
     codec.cls = FrameRecord
     codec.columns, codec.lists, codec._getters, codec._builders = [], {}, [], []
     hints = typing.get_type_hints(FrameRecord)
-    scene = StructCodec(Scene, allow_lists=True)
+    scene = SCENE_CODEC
     for f in dataclasses.fields(FrameRecord):
         if f.name == "scene":
             codec.columns.extend(scene.columns)
@@ -208,7 +210,73 @@ def _make_frame_codec() -> StructCodec:
     return codec
 
 
+SCENE_CODEC = StructCodec(Scene, allow_lists=True)  # its columns are the first of FRAME_CODEC's
 FRAME_CODEC = _make_frame_codec()
 LIST_CODECS: dict[str, StructCodec] = FRAME_CODEC.lists
 INFRACTION_CODEC = StructCodec(InfractionEvent)
 
+
+
+# -- objects <-> column arrays ---------------------------------------------------------------------
+_DTYPES = {"float": np.float64, "int": np.int64, "bool": np.bool_, "str": np.int32}
+_FILL = {"float": float("nan"), "int": 0, "bool": False}
+
+
+def empty_column(column: Column) -> np.ndarray:
+    return np.zeros(0, dtype=_DTYPES[column.kind])
+
+
+def encode_column(column: Column, values: Sequence[Any], vocab: dict[str, int]) -> np.ndarray:
+    """Python values (``None`` where absent) -> a typed array; strings become codes into ``vocab``
+    (which grows). Raises ``TypeError`` naming the column for values of the wrong type."""
+    kind = column.kind
+    if kind == "str":
+        codes = [-1 if v is None else vocab.setdefault(v, len(vocab)) for v in values]
+        if any(not isinstance(k, str) for k in vocab):
+            bad = next(k for k in vocab if not isinstance(k, str))
+            raise TypeError(f"column {column.name!r} holds strings, got {bad!r}")
+        return np.array(codes, dtype=np.int32)
+    if kind == "float":  # numpy turns None into NaN here; the .present column says which were None
+        return np.array(values, dtype=np.float64)
+    arr = np.array(values)
+    if arr.dtype == object:  # None among ints/bools
+        arr = np.array([_FILL[kind] if v is None else v for v in values])
+    if arr.size and arr.dtype.kind not in ("b" if kind == "bool" else "iub"):
+        raise TypeError(f"column {column.name!r} holds {kind} values, got dtype {arr.dtype}")
+    return arr.astype(_DTYPES[kind], copy=False)
+
+
+def encode_rows(columns: Sequence[Column], rows: Sequence[tuple], vocabs: dict[str, dict[str, int]]
+                ) -> dict[str, np.ndarray]:
+    """Row tuples (from ``StructCodec.extract``) -> one array per column."""
+    if not rows:
+        return {c.name: empty_column(c) for c in columns}
+    transposed = list(zip(*rows, strict=True))
+    out = {}
+    for c, values in zip(columns, transposed, strict=True):
+        if c.kind == "str" and c.name not in vocabs:
+            vocabs[c.name] = {word: i for i, word in enumerate(c.seed)}
+        out[c.name] = encode_column(c, values, vocabs.get(c.name, {}))
+    return out
+
+
+def decode_columns(columns: Sequence[Column], arrays: dict[str, np.ndarray], vocab: dict[str, Sequence[str]],
+                   index: slice | int = slice(None)) -> list[list[Any]]:
+    """Arrays (sliced by ``index``) -> one list of Python values per column, strings decoded."""
+    out = []
+    for c in columns:
+        values = np.atleast_1d(arrays[c.name][index]).tolist()
+        if c.kind == "str":
+            words = vocab.get(c.name, ())
+            values = [words[v] if v >= 0 else None for v in values]
+        out.append(values)
+    return out
+
+
+def build_elements(codec: StructCodec, values: list[list[Any]]) -> list[Any]:
+    """Decoded column lists of a list table -> its dataclass instances, in row order."""
+    rows = zip(*values, strict=True)
+    if codec.flat:
+        cls = codec.cls
+        return [cls(*row) for row in rows]
+    return [codec.build(row)[0] for row in rows]

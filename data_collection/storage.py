@@ -1,0 +1,453 @@
+"""One HDF5 file per route: ``EpisodeWriter`` records it crash-safely, ``read_episode`` reads it back.
+
+On-disk layout (column names and kinds come from ``data_collection.schema``)::
+
+    /                      attrs: schema_version, scene_schema_version, complete (written last),
+                           n_frames, created, package_version, git_commit, provenance scalars
+                           (town, route_id, repetition, seed, driver, labeller, version, ...)
+    /meta/<key>            JSON text of non-scalar provenance (config, ...) and /meta/summary
+    /frames/<column>       (N,) one value per recorded frame (ego.x, target.present, expert.speed_level, ...)
+    /lists/<list>/offsets  (N + 1,) int64: frame i owns rows offsets[i]:offsets[i + 1]
+    /lists/<list>/<column> (M,) one value per element (route, vehicles, pedestrians, obstacles, stop_signs)
+    /infractions/<column>  (K,) one row per InfractionEvent (kind, frame, time, x, y, message, value, actor_id)
+    <group>/_vocab/<column> the strings that a str column's int32 codes index (utf-8)
+
+Datasets are chunked and compressed (shuffle + gzip level 1: see ``benchmarks/dataset_read.py``).
+The writer buffers rows in memory and appends them every ``flush_every`` frames; the file is
+``<final>.partial`` until ``close`` has written everything, set ``complete=True``, fsync'ed and
+atomically renamed it. A crashed writer leaves only a ``.partial`` that readers refuse.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import functools
+import json
+import logging
+import operator
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from data_collection.schema import (
+    DATASET_SCHEMA_VERSION,
+    FRAME_CODEC,
+    INFRACTION_CODEC,
+    LIST_CODECS,
+    SCENE_CODEC,
+    SCENE_SCHEMA_VERSION,
+    Column,
+    DatasetFileError,
+    FrameRecord,
+    build_elements,
+    decode_columns,
+    empty_column,
+    encode_rows,
+)
+from driving.criteria.events import InfractionEvent
+from driving.scene import Scene
+from langprop.atomic import fsync_dir
+
+log = logging.getLogger(__name__)
+
+__all__ = ["EpisodeWriter", "Episode", "RawEpisode", "read_episode", "read_raw", "PARTIAL_SUFFIX"]
+
+PARTIAL_SUFFIX = ".partial"
+RESERVED_ATTRS = frozenset({"schema_version", "scene_schema_version", "complete", "n_frames"})
+COMPRESSION: dict[str, Any] = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
+FRAME_CHUNK = 4096  # rows per chunk of a per-frame column (32 KiB of float64)
+LIST_CHUNK = 32768  # rows per chunk of a list table column (256 KiB of float64)
+
+
+@functools.lru_cache(maxsize=1)
+def _code_version() -> tuple[str, str]:
+    """(package version, git commit) of this checkout; '' where unknown. Cached: once per process."""
+    from importlib import metadata
+
+    try:
+        version = metadata.version("langprop-drive")
+    except metadata.PackageNotFoundError:
+        version = ""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                                text=True, timeout=5, check=False).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return version, commit
+
+
+def _attr_value(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _is_scalar_attr(value: Any) -> bool:
+    return isinstance(value, str | int | float | bool)
+
+
+class EpisodeWriter:
+    """Writes ``<final_path>.partial``, fsyncs and renames it to ``final_path`` on ``close()``.
+
+    ``attrs`` is the provenance (town, route_id, repetition, seed, config, driver, labeller, version,
+    ...): scalars become HDF5 attributes, anything else is stored as JSON under ``/meta``.
+    Use as a context manager to ``abort()`` on an exception. Not thread-safe.
+    """
+
+    def __init__(self, final_path: str | Path, attrs: Mapping[str, Any] | None = None, *,
+                 flush_every: int = 2048, overwrite: bool = False) -> None:
+        self.final_path = Path(final_path)
+        self.partial_path = self.final_path.with_name(self.final_path.name + PARTIAL_SUFFIX)
+        self.flush_every = max(1, int(flush_every))
+        attrs = dict(attrs or {})
+        reserved = RESERVED_ATTRS.intersection(attrs)
+        if reserved:
+            raise ValueError(f"attrs may not set {sorted(reserved)}: the writer owns them")
+        if self.final_path.exists() and not overwrite:
+            raise FileExistsError(f"{self.final_path} exists (pass overwrite=True to replace it)")
+        self.final_path.parent.mkdir(parents=True, exist_ok=True)
+        if self.partial_path.exists():
+            log.warning("discarding a stale %s (a previous writer did not finish)", self.partial_path)
+            self.partial_path.unlink()
+        self._file: h5py.File | None = h5py.File(self.partial_path, "w")
+        self._closed = False
+        self._n_frames = 0
+        self._last_tick: int | None = None
+        self._frame_rows: list[tuple] = []
+        self._list_rows: dict[str, list[tuple]] = {name: [] for name in LIST_CODECS}
+        self._list_counts: dict[str, list[int]] = {name: [] for name in LIST_CODECS}
+        self._list_totals: dict[str, int] = dict.fromkeys(LIST_CODECS, 0)
+        self._vocabs: dict[str, dict[str, dict[str, int]]] = {}
+        # attrgetter(*fields) builds an element's row in C: the per-frame cost is dominated by lists.
+        self._list_getters = {
+            name: (operator.attrgetter(*codec.names) if codec.flat and len(codec.names) > 1 else codec.extract)
+            for name, codec in LIST_CODECS.items()
+        }
+        try:
+            self._write_provenance(attrs)
+            self._create_datasets()
+        except BaseException:
+            self.abort()
+            raise
+
+    # -- public API ---------------------------------------------------------------------------------
+    @property
+    def n_frames(self) -> int:
+        return self._n_frames
+
+    def append(self, frame: FrameRecord) -> None:
+        """Buffer one frame; every ``flush_every`` frames the buffer goes to the partial file."""
+        if self._closed:
+            raise RuntimeError(f"{self.final_path}: append after close/abort")
+        scene = frame.scene
+        tick = scene.frame
+        if self._last_tick is not None and tick <= self._last_tick:
+            raise ValueError(f"{self.final_path}: frames must be appended in increasing scene.frame order "
+                             f"(got {tick} after {self._last_tick})")
+        self._last_tick = tick
+        self._frame_rows.append(FRAME_CODEC.extract(frame))
+        for name, getter in self._list_getters.items():
+            items = getattr(scene, name)
+            self._list_counts[name].append(len(items))
+            self._list_rows[name].extend(map(getter, items))
+        self._n_frames += 1
+        if len(self._frame_rows) >= self.flush_every:
+            self._flush()
+
+    def close(self, infractions: Sequence[InfractionEvent] = (), summary: Mapping[str, Any] | None = None) -> Path:
+        """Write the rest, the infractions, the summary (DS, RC, IP, status...) and ``complete=True``;
+        fsync and atomically rename to ``final_path``, which is returned. On failure the partial
+        file is deleted and the error re-raised."""
+        if self._closed:
+            raise RuntimeError(f"{self.final_path}: close after close/abort")
+        try:
+            self._flush()
+            f = self._require_file()
+            rows = [INFRACTION_CODEC.extract(event) for event in infractions]
+            arrays = encode_rows(INFRACTION_CODEC.columns, rows, self._vocabs.setdefault("infractions", {}))
+            group = f["infractions"]
+            for column in INFRACTION_CODEC.columns:
+                group.create_dataset(column.name, data=arrays[column.name], **self._compression(len(rows)))
+            self._write_vocabs()
+            self._write_json("summary", dict(summary or {}))
+            f.attrs["n_frames"] = self._n_frames
+            f.attrs["complete"] = True  # last: a reader trusts nothing in a file without it
+            f.close()
+            self._file = None
+            fd = os.open(self.partial_path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(self.partial_path, self.final_path)
+            fsync_dir(self.final_path.parent)
+        except BaseException:
+            self.abort()
+            raise
+        self._closed = True
+        log.debug("wrote %s (%d frames, %d infractions)", self.final_path, self._n_frames, len(infractions))
+        return self.final_path
+
+    def abort(self) -> None:
+        """Drop everything: close and delete the partial file. Idempotent; never raises for I/O."""
+        self._closed = True
+        if self._file is not None:
+            with contextlib.suppress(Exception):
+                self._file.close()
+            self._file = None
+        with contextlib.suppress(FileNotFoundError):
+            self.partial_path.unlink()
+
+    def __enter__(self) -> EpisodeWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if not self._closed:
+            if exc_type is None:
+                log.warning("%s: writer left without close(); the episode is discarded", self.final_path)
+            self.abort()
+
+    def __del__(self) -> None:  # an abandoned writer must not leave an open HDF5 handle behind
+        if getattr(self, "_file", None) is not None:
+            with contextlib.suppress(Exception):
+                self._file.close()
+
+    # -- internals ----------------------------------------------------------------------------------
+    def _require_file(self) -> h5py.File:
+        if self._file is None:
+            raise RuntimeError(f"{self.final_path}: writer is closed")
+        return self._file
+
+    @staticmethod
+    def _compression(n_rows: int) -> dict[str, Any]:
+        return COMPRESSION if n_rows else {}
+
+    def _write_json(self, key: str, value: Any) -> None:
+        meta = self._require_file().require_group("meta")
+        if key in meta:
+            del meta[key]
+        meta.create_dataset(key, data=json.dumps(value, sort_keys=True, default=str),
+                            dtype=h5py.string_dtype())
+
+    def _write_provenance(self, attrs: dict[str, Any]) -> None:
+        f = self._require_file()
+        version, commit = _code_version()
+        defaults = {"package_version": version, "git_commit": commit,
+                    "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
+        f.attrs["schema_version"] = DATASET_SCHEMA_VERSION
+        f.attrs["scene_schema_version"] = SCENE_SCHEMA_VERSION
+        for key, value in {**defaults, **attrs}.items():
+            value = _attr_value(value)
+            if _is_scalar_attr(value):
+                f.attrs[key] = value
+            else:
+                self._write_json(key, value)
+
+    def _create_datasets(self) -> None:
+        f = self._require_file()
+        frames = f.create_group("frames")
+        for column in FRAME_CODEC.columns:
+            self._resizable(frames, column, FRAME_CHUNK)
+        lists = f.create_group("lists")
+        for name, codec in LIST_CODECS.items():
+            group = lists.create_group(name)
+            group.create_dataset("offsets", data=np.zeros(1, np.int64), maxshape=(None,), chunks=(FRAME_CHUNK,),
+                                 **COMPRESSION)
+            for column in codec.columns:
+                self._resizable(group, column, LIST_CHUNK)
+        f.create_group("infractions")
+
+    @staticmethod
+    def _resizable(group: h5py.Group, column: Column, chunk: int) -> None:
+        group.create_dataset(column.name, shape=(0,), maxshape=(None,), chunks=(chunk,),
+                             dtype=empty_column(column).dtype, **COMPRESSION)
+
+    def _flush(self) -> None:
+        """Append the buffered rows to the partial file and clear the buffers."""
+        if not self._frame_rows:
+            return
+        f = self._require_file()
+        _append(f["frames"], encode_rows(FRAME_CODEC.columns, self._frame_rows,
+                                         self._vocabs.setdefault("frames", {})))
+        self._frame_rows = []
+        for name, codec in LIST_CODECS.items():
+            group = f["lists"][name]
+            counts = np.asarray(self._list_counts[name], dtype=np.int64)
+            offsets = self._list_totals[name] + np.cumsum(counts)
+            self._list_totals[name] = int(offsets[-1])
+            _append(group, {"offsets": offsets})
+            _append(group, encode_rows(codec.columns, self._list_rows[name], self._vocabs.setdefault(name, {})))
+            self._list_rows[name] = []
+            self._list_counts[name] = []
+
+    def _write_vocabs(self) -> None:
+        f = self._require_file()
+        for table, vocabs in self._vocabs.items():
+            group = f[_table_path(table)].require_group("_vocab")
+            for column, words in vocabs.items():
+                group.create_dataset(column, data=list(words), dtype=h5py.string_dtype())
+
+
+def _append(group: h5py.Group, arrays: Mapping[str, np.ndarray]) -> None:
+    for name, values in arrays.items():
+        ds = group[name]
+        start = ds.shape[0]
+        ds.resize((start + len(values),))
+        ds[start:] = values
+
+
+def _table_path(table: str) -> str:
+    return table if table in ("frames", "infractions") else f"lists/{table}"
+
+
+# -- reading ---------------------------------------------------------------------------------------
+@dataclass
+class RawEpisode:
+    """An episode file's arrays as stored (strings as codes + vocabularies); the loader's fast path."""
+
+    path: Path
+    attrs: dict[str, Any]
+    summary: dict[str, Any]
+    frames: dict[str, np.ndarray]
+    lists: dict[str, dict[str, np.ndarray]]  # each with "offsets"
+    infractions: dict[str, np.ndarray]
+    vocab: dict[str, dict[str, list[str]]]  # table ("frames", a list name, "infractions") -> column -> words
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.attrs["n_frames"])
+
+
+def check_header(path: Path, f: h5py.File) -> None:
+    """Raise ``DatasetFileError`` unless ``f`` is a complete file of this schema."""
+    if not bool(f.attrs.get("complete", False)):
+        raise DatasetFileError(path, "incomplete episode file (no complete=True attribute: its writer did not "
+                                     "finish)")
+    for key, expected in (("schema_version", DATASET_SCHEMA_VERSION), ("scene_schema_version", SCENE_SCHEMA_VERSION)):
+        found = f.attrs.get(key)
+        if found is None:
+            raise DatasetFileError(path, f"missing attribute {key!r}")
+        if int(found) != expected:
+            raise DatasetFileError(path, f"{key} is {int(found)}, this code reads {expected}")
+
+
+def _read_table(path: Path, f: h5py.File, table: str, columns: Sequence[Column], extra: Sequence[str] = ()
+                ) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
+    where = _table_path(table)
+    group = f.get(where)
+    if not isinstance(group, h5py.Group):
+        raise DatasetFileError(path, f"missing group /{where}")
+    arrays = {}
+    for name in [*extra, *(c.name for c in columns)]:
+        ds = group.get(name)
+        if not isinstance(ds, h5py.Dataset):
+            raise DatasetFileError(path, f"missing dataset /{where}/{name}")
+        arrays[name] = ds[()]
+    vocab: dict[str, list[str]] = {}
+    for c in columns:
+        if c.kind != "str":
+            continue
+        ds = group.get(f"_vocab/{c.name}")
+        words = [] if ds is None else ds.asstr()[()].tolist()
+        codes = arrays[c.name]
+        if codes.size and int(codes.max()) >= len(words):
+            raise DatasetFileError(path, f"/{where}/{c.name} has codes beyond its vocabulary ({len(words)} words)")
+        vocab[c.name] = words
+    return arrays, vocab
+
+
+def read_raw(path: str | Path) -> RawEpisode:
+    """Open, validate and read every dataset of one episode file (``DatasetFileError`` if unusable)."""
+    path = Path(path)
+    if path.name.endswith(PARTIAL_SUFFIX):
+        raise DatasetFileError(path, "partial episode file: its writer has not finished or crashed")
+    if not path.is_file():
+        raise DatasetFileError(path, "no such file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise DatasetFileError(path, f"not a readable HDF5 file ({exc})") from None
+    with f:
+        check_header(path, f)
+        attrs = {k: _attr_value(v) for k, v in f.attrs.items()}
+        summary: dict[str, Any] = {}
+        for key, ds in f.get("meta", {}).items():
+            value = json.loads(ds.asstr()[()])
+            if key == "summary":
+                summary = value
+            else:
+                attrs[key] = value
+        n = int(attrs.get("n_frames", -1))
+        frames, frame_vocab = _read_table(path, f, "frames", FRAME_CODEC.columns)
+        vocab = {"frames": frame_vocab}
+        lists = {}
+        for name, codec in LIST_CODECS.items():
+            lists[name], vocab[name] = _read_table(path, f, name, codec.columns, extra=("offsets",))
+        infractions, vocab["infractions"] = _read_table(path, f, "infractions", INFRACTION_CODEC.columns)
+    for name, arr in frames.items():
+        if len(arr) != n:
+            raise DatasetFileError(path, f"/frames/{name} has {len(arr)} rows, expected n_frames={n}")
+    for name, table in lists.items():
+        offsets = table["offsets"]
+        if len(offsets) != n + 1 or offsets[0] != 0 or np.any(np.diff(offsets) < 0):
+            raise DatasetFileError(path, f"/lists/{name}/offsets is not a valid ({n + 1},) offsets array")
+        for col, arr in table.items():
+            if col != "offsets" and len(arr) != offsets[-1]:
+                raise DatasetFileError(path, f"/lists/{name}/{col} has {len(arr)} rows, offsets say {offsets[-1]}")
+    return RawEpisode(path, attrs, summary, frames, lists, infractions, vocab)
+
+
+class Episode:
+    """One episode file read into memory: provenance, summary, arrays, and the objects on demand."""
+
+    def __init__(self, raw: RawEpisode) -> None:
+        self.raw = raw
+        self.path = raw.path
+        self.attrs = raw.attrs
+        self.summary = raw.summary
+
+    def __len__(self) -> int:
+        return self.raw.n_frames
+
+    def _list_elements(self) -> dict[str, list[Any]]:
+        raw = self.raw
+        return {name: build_elements(codec, decode_columns(codec.columns, raw.lists[name], raw.vocab[name]))
+                for name, codec in LIST_CODECS.items()}
+
+    def _rows(self) -> list[tuple]:
+        raw = self.raw
+        return list(zip(*decode_columns(FRAME_CODEC.columns, raw.frames, raw.vocab["frames"]), strict=True))
+
+    def _materialize(self, codec: Any) -> list[Any]:
+        elements = self._list_elements()
+        offsets = {name: self.raw.lists[name]["offsets"].tolist() for name in LIST_CODECS}
+        out = []
+        for i, row in enumerate(self._rows()):
+            lists = {name: elements[name][o[i]:o[i + 1]] for name, o in offsets.items()}
+            out.append(codec.build(row, 0, lists)[0])
+        return out
+
+    def scenes(self) -> list[Scene]:
+        """Every recorded scene, equal (==) to the one appended."""
+        return self._materialize(SCENE_CODEC)
+
+    def frames(self) -> list[FrameRecord]:
+        """Every recorded frame (scene, route completion, actions, controls), equal to the one appended."""
+        return self._materialize(FRAME_CODEC)
+
+    def infractions(self) -> list[InfractionEvent]:
+        raw = self.raw
+        values = decode_columns(INFRACTION_CODEC.columns, raw.infractions, raw.vocab["infractions"])
+        return build_elements(INFRACTION_CODEC, values)
+
+
+def read_episode(path: str | Path) -> Episode:
+    """Read one complete episode file; ``DatasetFileError`` names the file and the problem."""
+    return Episode(read_raw(path))
