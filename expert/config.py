@@ -1,0 +1,77 @@
+"""``ExpertConfig``: every threshold of the expert driver, with its unit.
+
+Distances are metres, speeds m/s, accelerations m/s^2, times seconds, angles degrees. Route
+distances are measured along the route from the ego centre's projection onto it, as
+``Scene.route[i].distance``; stop-line distances from the front bumper, as in the Scene.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class ExpertConfig:
+    """Thresholds of ``ExpertDriver`` (Hydra-instantiable: every field has a default)."""
+
+    # ------------------------------------------------------------------ lateral
+    lookahead_min: float = 5.5  # m, aim point distance along the route at standstill
+    lookahead_gain: float = 0.15  # s, aim distance grows by this x speed ...
+    lookahead_max: float = 8.0  # m ... up to this. ~6-8 m makes the shared HeadingPID track curves exactly
+
+    # ------------------------------------------------------------------ free driving
+    cruise_factor: float = 1.0  # x the lane's speed limit when nothing is in the way
+    max_speed: float = 13.9  # m/s, never plan faster (SpeedLevels.max_move)
+    lateral_accel: float = 3.2  # m/s^2 allowed in curves: v <= sqrt(lateral_accel / curvature)
+    min_curve_speed: float = 3.0  # m/s, the curve limit never goes below this
+    curvature_window: float = 3.0  # m, heading change is measured over this arc (smooths the 1 m points)
+    curve_horizon: float = 45.0  # m of route checked for curves
+    junction_speed: float = 11.0  # m/s inside junctions (even straight through)
+    plan_decel: float = 3.0  # m/s^2, deceleration planned towards a lower speed ahead (curves, junctions)
+
+    # ------------------------------------------------------------------ IDM-style following / stopping
+    # The target speed behind an obstacle is IDM's equilibrium: the speed v at which the IDM
+    # desired gap s0 + v T + v (v - v_lead) / (2 sqrt(a b)) equals the actual gap.
+    idm_accel: float = 3.0  # m/s^2, IDM a
+    idm_decel: float = 3.0  # m/s^2, IDM b (comfortable deceleration)
+    follow_s0: float = 3.5  # m, standstill bumper-to-bumper gap behind a vehicle
+    follow_time_gap: float = 0.9  # s, IDM T behind a moving vehicle
+    pedestrian_s0: float = 4.0  # m, standstill gap before a pedestrian in the path
+    static_s0: float = 2.5  # m, standstill gap before a static obstacle
+    path_margin: float = 0.45  # m beyond the two half-widths: an actor this close to the route is in the path
+    path_horizon: float = 60.0  # m of route searched for actors in the path
+    aligned_angle: float = 50.0  # deg, an actor heading within this of the route is followed (not crossing)
+
+    # ------------------------------------------------------------------ lights and stop signs
+    light_s0: float = 1.0  # m, stop this far before a red light's stop line (front bumper)
+    light_time_gap: float = 0.0  # s, IDM T towards a stop line
+    yellow_decel: float = 3.5  # m/s^2, stop for yellow only if this deceleration suffices
+    red_max_decel: float = 7.0  # m/s^2, red with a stop needing more than this: too late, go through
+    hold_past_line_speed: float = 2.0  # m/s, red with the front past the line: below this hold still
+    stop_sign_s0: float = 1.0  # m, stop this far before a stop sign's line
+
+    # ------------------------------------------------------------------ forecast (collision check)
+    forecast_dt: float = 0.1  # s, time step of the forecasts
+    forecast_horizon: float = 2.0  # s, on open road
+    junction_horizon: float = 4.0  # s, for vehicles when a junction is within reach
+    junction_reach: float = 30.0  # m, a junction starting within this much route counts as "within reach"
+    forecast_radius: float = 50.0  # m, actors farther than this are not forecast
+    proceed_accel: float = 2.5  # m/s^2, the ego's forecast accelerates like this towards its target
+    min_proceed_speed: float = 4.0  # m/s, the forecast assumes at least this speed when going
+    ego_length_margin: float = 0.6  # m added to the ego's half-length in the forecast ...
+    ego_length_margin_per_speed: float = 0.1  # s, ... plus this x the forecast speed
+    ego_width_margin: float = 0.25  # m added to the ego's half-width in the forecast
+    vehicle_width_margin: float = 0.15  # m added to a vehicle's half-width
+    vehicle_time_margin: float = 0.5  # s: a vehicle's box is stretched by speed x this, both ways
+    pedestrian_margin: float = 0.6  # m added to a pedestrian's half-extents
+    pedestrian_time_margin: float = 0.6  # s, like vehicle_time_margin for pedestrians
+    pedestrian_horizon: float = 3.0  # s, pedestrians are forecast this far
+    conflict_s0: float = 1.5  # m, stop this far before the forecast conflict position
+    rear_ignore_angle: float = 60.0  # deg, vehicles behind the ego heading within this of it are ignored
+    oncoming_angle: float = 150.0  # deg, vehicles heading at least this far from the ego are oncoming
+    brake_decel: float = 6.0  # m/s^2, the alternative "stop now" forecast brakes like this
+
+    # ------------------------------------------------------------------ misc
+    wheelbase: float = 2.9  # m, of the ego's bicycle model in the forecast
+    vehicle_wheelbase_ratio: float = 0.6  # wheelbase = this x vehicle length (bicycle model of others)
+    max_steer_deg: float = 70.0  # deg, front-wheel angle at full steer (forecast)

@@ -1,0 +1,112 @@
+"""``ExpertDriver``: the privileged rule-based expert (labels, datasets, a strong baseline).
+
+Per Scene (nothing is carried between calls, so it can label scenes another driver produced):
+
+1. lateral: the angle to the route point at a speed-scaled look-ahead (``Action.steering_deg``);
+2. longitudinal: speed caps from the lane's limit, curves, junctions, traffic lights, stop signs,
+   actors in the path (IDM) and forecast conflicts with crossing actors; the target is the lowest
+   cap and ``debug`` names it;
+3. the label is ``SpeedLevels.label(target, scene)``, the one mapping shared with the learner;
+4. ``run_step`` (inherited) drives the target with the shared ``ActionController``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from driving.actions import SPEED_LEVELS_DEFAULT, Action, ActionDriver, SpeedLevels
+from driving.scene import Scene
+from driving.types import Route
+from expert.config import ExpertConfig
+from expert.hazards import ActorTable, conflict_cap, path_caps
+from expert.longitudinal import (
+    SpeedCap,
+    cruise_speed,
+    curve_cap,
+    junction_cap,
+    light_cap,
+    stop_sign_cap,
+)
+from expert.path import RoutePath
+
+log = logging.getLogger(__name__)
+
+# caps that end in a standstill at a known distance: the forecast never goes beyond them
+_STOPPING = ("red_light", "yellow_light", "stop_sign")
+
+
+class ExpertDriver(ActionDriver):
+    """The privileged expert (see the module docstring). A ``driving.drivers.Driver``."""
+
+    def __init__(self, config: ExpertConfig | Mapping[str, Any] | None = None, dt: float = 0.05,
+                 levels: SpeedLevels = SPEED_LEVELS_DEFAULT, **overrides: Any) -> None:
+        """``config`` as a dataclass or a mapping (e.g. from Hydra); keyword overrides win."""
+        super().__init__(dt=dt)
+        if config is None or isinstance(config, Mapping):
+            config = ExpertConfig(**{**dict(config or {}), **overrides})
+        elif overrides:
+            config = dataclasses.replace(config, **overrides)
+        self.config = config
+        self.levels = levels
+        self.route: Route | None = None
+        self.debug: dict[str, Any] = {}
+
+    def reset(self, route: Route) -> None:
+        super().reset(route)
+        self.route = route
+        self.debug = {}
+
+    def lookahead(self, speed: float) -> float:
+        """Aim-point distance along the route (m) at ``speed`` (m/s)."""
+        cfg = self.config
+        return min(cfg.lookahead_max, max(cfg.lookahead_min, cfg.lookahead_min + cfg.lookahead_gain * abs(speed)))
+
+    # ------------------------------------------------------------------ the decision
+    def act(self, scene: Scene) -> Action:
+        cfg = self.config
+        path = RoutePath(scene)
+        if path.n < 2:
+            self.debug = {"kind": "route_end", "actor_id": None, "distance": 0.0, "target_speed": 0.0}
+            return Action("STOP", 0.0, 0.0)
+        speed = float(scene.ego.speed)
+        aim_x, aim_y = path.point_at(self.lookahead(speed))
+        steering = math.degrees(math.atan2(aim_y, aim_x))
+
+        caps: list[SpeedCap] = [SpeedCap(cruise_speed(scene, cfg), "cruise")]
+        for cap in (curve_cap(path, cfg), junction_cap(path, scene, cfg), light_cap(scene, cfg),
+                    stop_sign_cap(scene, cfg)):
+            if cap is not None:
+                caps.append(cap)
+        table = ActorTable.of(scene, path, cfg.forecast_radius)
+        actor_caps, leaders = path_caps(scene, table, path, cfg)
+        caps += actor_caps
+        free = min(c.speed for c in caps if c.kind in ("cruise", "curve", "junction"))
+        stop_at = self._stop_at(caps, scene)
+        conflict = conflict_cap(scene, table, path, cfg, leaders, free, stop_at, self.lookahead)
+        if conflict is not None:
+            caps.append(conflict)
+        best = min(caps, key=lambda c: c.speed)
+        target = max(0.0, best.speed)
+        level = self.levels.label(target, scene)
+        self.debug = {"kind": best.kind, "actor_id": best.actor_id, "distance": best.distance,
+                      "target_speed": target, "caps": {c.kind: round(c.speed, 2) for c in sorted(
+                          caps, key=lambda c: -c.speed)}}
+        return Action(level, steering, target)
+
+    def _stop_at(self, caps: list[SpeedCap], scene: Scene) -> float:
+        """Travel (m) after which the ego will be standing anyway: a red light, a stop sign, a leader."""
+        cfg = self.config
+        stop = math.inf
+        for cap in caps:
+            if cap.distance is None:
+                continue
+            if cap.kind in _STOPPING:
+                s0 = cfg.stop_sign_s0 if cap.kind == "stop_sign" else cfg.light_s0
+                stop = min(stop, max(cap.distance - s0, 0.0))
+            elif cap.kind == "vehicle" and cap.speed < 0.5:
+                stop = min(stop, max(cap.distance - cfg.follow_s0, 0.0))
+        return stop

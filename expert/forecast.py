@@ -1,0 +1,166 @@
+"""Forecasts in the ego frame and the oriented-box test between them.
+
+- The ego: a kinematic bicycle (centre reference, like the embedded world's ego) steered by pure
+  pursuit at the expert's own look-ahead along the route, under a speed plan ("proceed": accelerate
+  towards a cruise speed; "brake": stop now), stopping at a given arc length at the latest.
+- Vehicles: the same bicycle model with the front wheels straight (the Scene gives no yaw rate) at
+  constant speed; pedestrians: constant velocity along their heading.
+- Boxes are widened by safety margins and stretched along the actor's velocity by ``speed x time
+  margin`` both ways, which covers a timing error of that many seconds. Overlap is
+  ``driving.geometry.obb_overlap`` (separating axes), one ego box against all actors per step.
+
+Frames: ego frame of the Scene (x forward, y right, left-handed like CARLA); yaw in radians inside
+this module, degrees in the (x, y, yaw_deg, half_length, half_width) boxes ``obb_overlap`` takes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from driving.geometry import obb_overlap
+from expert.path import RoutePath
+
+FAR = 1.0e6  # m, where boxes of actors past their own horizon are parked
+
+
+def bicycle_step(x: np.ndarray, y: np.ndarray, yaw: np.ndarray, v: np.ndarray, wheel: np.ndarray,
+                 accel: np.ndarray, dt: float, wheelbase: np.ndarray | float
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One step of a centre-referenced kinematic bicycle (vectorised; ``wheel`` front-wheel angle, rad)."""
+    v1 = np.maximum(v + accel * dt, 0.0)
+    vm = 0.5 * (v + v1)
+    beta = np.arctan(0.5 * np.tan(wheel))
+    heading = yaw + beta
+    x = x + vm * np.cos(heading) * dt
+    y = y + vm * np.sin(heading) * dt
+    yaw = yaw + vm * 2.0 * np.sin(beta) / wheelbase * dt
+    return x, y, yaw, v1
+
+
+@dataclass
+class EgoForecast:
+    """The ego's forecast: states at steps 0..T (``x, y, yaw`` ego frame, ``v``) and travelled ``s``."""
+
+    x: np.ndarray
+    y: np.ndarray
+    yaw: np.ndarray
+    v: np.ndarray
+    s: np.ndarray
+
+    def boxes(self, half_length: float, half_width: float, front_margin: float, per_speed: float,
+              width_margin: float) -> np.ndarray:
+        """(T+1, 5) boxes, lengthened at the front only (by ``front_margin + per_speed x v``)."""
+        extra = front_margin + per_speed * self.v
+        shift = 0.5 * extra
+        out = np.empty((len(self.x), 5))
+        out[:, 0] = self.x + shift * np.cos(self.yaw)
+        out[:, 1] = self.y + shift * np.sin(self.yaw)
+        out[:, 2] = np.degrees(self.yaw)
+        out[:, 3] = half_length + shift
+        out[:, 4] = half_width + width_margin
+        return out
+
+
+def ego_rollout(path: RoutePath, speed: float, accel: float, cap_speed: float, stop_at: float,
+                steps: int, dt: float, wheelbase: float, max_wheel: float,
+                lookahead: Callable[[float], float]) -> EgoForecast:
+    """Roll the ego out along ``path``: speed moves towards ``cap_speed`` at ``accel`` (deceleration
+    if ``accel`` < 0 and ``cap_speed`` 0); travel never passes ``stop_at`` metres."""
+    xs, ys, yaws, vs, ss = [0.0], [0.0], [0.0], [max(speed, 0.0)], [0.0]
+    x = y = yaw = s = 0.0
+    v = max(speed, 0.0)
+    for _ in range(steps):
+        if accel >= 0.0:
+            v_next = min(cap_speed, v + accel * dt) if v < cap_speed else max(cap_speed, v - accel * dt)
+        else:
+            v_next = max(0.0, v + accel * dt)
+        # never beyond stop_at: the speed that still stops there at the step's deceleration
+        room = stop_at - s
+        if room <= 0.0:
+            v_next = 0.0
+        elif 0.5 * (v + v_next) * dt > room:
+            v_next = max(0.0, 2.0 * room / dt - v)
+        aim_x, aim_y = path.point_at(s + lookahead(v))
+        # pure pursuit from the current pose to the aim point
+        dx, dy = aim_x - x, aim_y - y
+        c, sn = math.cos(yaw), math.sin(yaw)
+        lx, ly = c * dx + sn * dy, -sn * dx + c * dy
+        d2 = max(lx * lx + ly * ly, 1e-6)
+        wheel = max(-max_wheel, min(max_wheel, math.atan(2.0 * ly / d2 * wheelbase)))
+        vm = 0.5 * (v + v_next)
+        beta = math.atan(0.5 * math.tan(wheel))
+        x += vm * math.cos(yaw + beta) * dt
+        y += vm * math.sin(yaw + beta) * dt
+        yaw += vm * 2.0 * math.sin(beta) / wheelbase * dt
+        s += vm * dt
+        v = v_next
+        xs.append(x)
+        ys.append(y)
+        yaws.append(yaw)
+        vs.append(v)
+        ss.append(s)
+    return EgoForecast(np.array(xs), np.array(ys), np.array(yaws), np.array(vs), np.array(ss))
+
+
+@dataclass
+class ActorForecast:
+    """Boxes of the forecast actors: ``boxes[k]`` is (N, 5) at step k; ``ids`` / ``kinds`` per column."""
+
+    ids: list[int]
+    kinds: list[str]
+    boxes: np.ndarray  # (T+1, N, 5)
+
+
+def forecast_actors(ids: list[int], kinds: list[str], state: np.ndarray, steps: np.ndarray, dt: float,
+                    width_margin: np.ndarray, time_margin: np.ndarray, wheelbase: np.ndarray
+                    ) -> ActorForecast:
+    """Forecast actors from ``state`` (N, 6): ego-frame x, y, yaw (rad), speed, half_length, half_width.
+
+    ``steps[i]``: how many steps actor i is forecast (later its box is parked far away); widths grow
+    by ``width_margin`` and lengths by ``speed x time_margin`` (both (N,)). Vehicles and pedestrians
+    both move straight at constant speed (the bicycle with straight wheels).
+    """
+    n = state.shape[0]
+    total = int(steps.max()) if n else 0
+    boxes = np.empty((total + 1, n, 5))
+    x, y, yaw, v = state[:, 0].copy(), state[:, 1].copy(), state[:, 2].copy(), state[:, 3].copy()
+    zero = np.zeros(n)
+    moving = np.abs(v)
+    half_length = state[:, 4] + moving * time_margin
+    half_width = state[:, 5] + width_margin
+    for k in range(total + 1):
+        if k:
+            x, y, yaw, v = bicycle_step(x, y, yaw, v, zero, zero, dt, wheelbase)
+        gone = steps < k
+        boxes[k, :, 0] = np.where(gone, FAR, x)
+        boxes[k, :, 1] = np.where(gone, FAR, y)
+        boxes[k, :, 2] = np.degrees(yaw)
+        boxes[k, :, 3] = half_length
+        boxes[k, :, 4] = half_width
+    return ActorForecast(ids, kinds, boxes)
+
+
+@dataclass(frozen=True)
+class Conflict:
+    step: int  # first forecast step with an overlap
+    time: float  # s
+    actor: int  # column in the ActorForecast
+    s_before: float  # m the ego travels up to the last step without overlap
+
+
+def first_conflict(ego_boxes: np.ndarray, ego_s: np.ndarray, actors: ActorForecast, dt: float,
+                   start: int = 0) -> Conflict | None:
+    """The first step at which the ego's box overlaps any actor's (None if never)."""
+    if not actors.ids:
+        return None
+    steps = min(len(ego_boxes), actors.boxes.shape[0])
+    for k in range(start, steps):
+        hits = obb_overlap(ego_boxes[k], actors.boxes[k])
+        if hits.any():
+            j = int(np.flatnonzero(hits)[0])
+            return Conflict(k, k * dt, j, float(ego_s[max(k - 1, 0)]))
+    return None

@@ -1,0 +1,158 @@
+"""Actors as hazards: who is in the ego's path (IDM following) and who may cross it (forecast).
+
+- *In the path*: an actor whose box reaches within ``path_margin`` of the ego's swept corridor along
+  the route ahead. Aligned vehicles are leaders (IDM with their speed along the route); anything else
+  in the corridor (a crossing car, a pedestrian, a prop) is an obstacle to stop behind.
+- *Crossing*: every other relevant actor is forecast and tested against the ego's forecast. A
+  conflict makes the ego stop before the first position where its box would overlap; if stopping
+  now would not avoid a conflict any earlier than going on (the ego is already in the way), it goes on.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from driving.scene import Actor, Scene
+from expert.config import ExpertConfig
+from expert.forecast import EgoForecast, ego_rollout, first_conflict, forecast_actors
+from expert.longitudinal import SpeedCap, idm_speed, stop_speed
+from expert.path import RoutePath, wrap_rad
+
+
+@dataclass
+class ActorTable:
+    """The Scene's actors as ego-frame arrays, projected onto the route."""
+
+    actors: list[Actor]
+    x: np.ndarray
+    y: np.ndarray
+    yaw: np.ndarray  # rad, relative to the ego's heading
+    speed: np.ndarray
+    half_length: np.ndarray
+    half_width: np.ndarray
+    along: np.ndarray  # m along the route of the centre's projection
+    lateral: np.ndarray  # m from the route, positive = right
+    rel: np.ndarray  # rad, heading relative to the route at the projection
+
+    @classmethod
+    def of(cls, scene: Scene, path: RoutePath, radius: float) -> ActorTable:
+        actors = [a for a in (*scene.vehicles, *scene.pedestrians, *scene.obstacles) if a.distance <= radius]
+        rows = np.array([(a.ego_x, a.ego_y, math.radians(a.ego_yaw), a.speed, a.half_length, a.half_width)
+                         for a in actors], dtype=float).reshape(-1, 6)
+        along, lateral, heading = path.project(rows[:, 0], rows[:, 1]) if actors else (np.zeros(0),) * 3
+        rel = wrap_rad(rows[:, 2] - heading)
+        return cls(actors, rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3], rows[:, 4], rows[:, 5],
+                   along, lateral, np.asarray(rel))
+
+
+def path_caps(scene: Scene, table: ActorTable, path: RoutePath, cfg: ExpertConfig
+              ) -> tuple[list[SpeedCap], set[int]]:
+    """Caps for the actors in the ego's path, and the ids of the leaders among them."""
+    caps: list[SpeedCap] = []
+    leaders: set[int] = set()
+    if not table.actors:
+        return caps, leaders
+    ego = scene.ego
+    s_rel, c_rel = np.abs(np.sin(table.rel)), np.abs(np.cos(table.rel))
+    across = table.half_length * s_rel + table.half_width * c_rel
+    along_ext = table.half_length * c_rel + table.half_width * s_rel
+    in_path = ((np.abs(table.lateral) < ego.half_width + across + cfg.path_margin) & (table.x > 0.0)
+               & (table.along > 0.5) & (table.along < cfg.path_horizon))
+    aligned_limit = math.radians(cfg.aligned_angle)
+    for i in np.flatnonzero(in_path).tolist():
+        actor = table.actors[i]
+        gap = float(table.along[i] - ego.half_length - along_ext[i])
+        rel = float(table.rel[i])
+        if actor.kind == "vehicle":
+            aligned = abs(rel) < aligned_limit
+            lead = float(table.speed[i]) * math.cos(rel)
+            speed = idm_speed(gap, lead, cfg.follow_s0, cfg.follow_time_gap if aligned else 0.0,
+                              cfg.idm_accel, cfg.idm_decel)
+            if aligned:
+                leaders.add(actor.id)
+            caps.append(SpeedCap(speed, "vehicle", gap, actor.id))
+        else:
+            s0 = cfg.pedestrian_s0 if actor.kind == "pedestrian" else cfg.static_s0
+            caps.append(SpeedCap(stop_speed(gap - s0, cfg), actor.kind, gap, actor.id))
+    return caps, leaders
+
+
+def junction_within_reach(scene: Scene, path: RoutePath, cfg: ExpertConfig) -> bool:
+    if scene.in_junction:
+        return True
+    spans = path.junctions()
+    reach = max(cfg.junction_reach, max(scene.ego.speed, 0.0) * cfg.junction_horizon)
+    return bool(spans) and spans[0].start <= reach
+
+
+def conflict_cap(scene: Scene, table: ActorTable, path: RoutePath, cfg: ExpertConfig, leaders: set[int],
+                 cap_speed: float, stop_at: float, lookahead: Callable[[float], float]) -> SpeedCap | None:
+    """A cap from the first forecast overlap between the ego (going on at up to ``cap_speed``, never
+    past ``stop_at`` m) and the actors that may cross its path; None when the way is clear."""
+    if not table.actors:
+        return None
+    ego = scene.ego
+    v = max(float(ego.speed), 0.0)
+    near_junction = junction_within_reach(scene, path, cfg)
+    kinds = [a.kind for a in table.actors]
+    is_vehicle = np.array([k == "vehicle" for k in kinds])
+    is_ped = np.array([k == "pedestrian" for k in kinds])
+    ego_rel = np.abs(wrap_rad(table.yaw))
+    relevant = np.array([a.id not in leaders for a in table.actors])
+    # traffic behind the ego going its way is the followers' business
+    relevant &= ~(is_vehicle & (table.x < -ego.half_length) & (ego_rel < math.radians(cfg.rear_ignore_angle)))
+    if not near_junction:
+        # on open road other vehicles keep their lanes; those entering the path are leaders (IDM)
+        abs_rel = np.abs(table.rel)
+        lane_bound = (abs_rel < math.radians(cfg.aligned_angle)) | (abs_rel > math.radians(cfg.oncoming_angle))
+        relevant &= ~(is_vehicle & lane_bound)
+    # only actors that can reach the ego's forecast in time
+    horizon_v = cfg.junction_horizon if near_junction else cfg.forecast_horizon
+    horizon = np.where(is_vehicle, horizon_v, np.where(is_ped, cfg.pedestrian_horizon, cfg.forecast_horizon))
+    reach = (max(v, cap_speed) * horizon + np.abs(table.speed) * horizon + table.half_length
+             + ego.half_length + 6.0)
+    relevant &= np.hypot(table.x, table.y) < reach
+    idx = np.flatnonzero(relevant)
+    if idx.size == 0:
+        return None
+    dt = cfg.forecast_dt
+    steps = np.round(horizon[idx] / dt).astype(int)
+    state = np.stack([table.x[idx], table.y[idx], table.yaw[idx], table.speed[idx],
+                      table.half_length[idx], table.half_width[idx]], axis=1)
+    ped = is_ped[idx]
+    static = np.array([kinds[i] == "static" for i in idx.tolist()])
+    width_margin = np.where(ped, cfg.pedestrian_margin, np.where(static, 0.1, cfg.vehicle_width_margin))
+    state[:, 4] += np.where(ped, cfg.pedestrian_margin, 0.0)
+    time_margin = np.where(ped, cfg.pedestrian_time_margin, cfg.vehicle_time_margin)
+    wheelbase = np.maximum(2.0 * state[:, 4] * cfg.vehicle_wheelbase_ratio, 0.5)
+    actors = forecast_actors([table.actors[i].id for i in idx.tolist()], [kinds[i] for i in idx.tolist()],
+                             state, steps, dt, width_margin, time_margin, wheelbase)
+    total = int(steps.max())
+    max_wheel = math.radians(cfg.max_steer_deg)
+    proceed = ego_rollout(path, v, cfg.proceed_accel, max(cap_speed, cfg.min_proceed_speed), stop_at, total,
+                          dt, cfg.wheelbase, max_wheel, lookahead)
+    conflict = first_conflict(_ego_boxes(proceed, scene, cfg), proceed.s, actors, dt)
+    if conflict is None:
+        return None
+    actor_id = actors.ids[conflict.actor]
+    kind = f"conflict_{actors.kinds[conflict.actor]}"
+    room = conflict.s_before - cfg.conflict_s0
+    if room > 0.5:
+        return SpeedCap(stop_speed(room, cfg), kind, conflict.s_before, actor_id)
+    if v > 0.5:
+        # already at the conflict: stopping only helps if it avoids the overlap or postpones it
+        brake = ego_rollout(path, v, -cfg.brake_decel, 0.0, stop_at, total, dt, cfg.wheelbase, max_wheel,
+                            lookahead)
+        braking = first_conflict(_ego_boxes(brake, scene, cfg), brake.s, actors, dt)
+        if braking is not None and braking.step < conflict.step:
+            return None
+    return SpeedCap(0.0, kind, conflict.s_before, actor_id)
+
+
+def _ego_boxes(forecast: EgoForecast, scene: Scene, cfg: ExpertConfig) -> np.ndarray:
+    return forecast.boxes(scene.ego.half_length, scene.ego.half_width, cfg.ego_length_margin,
+                          cfg.ego_length_margin_per_speed, cfg.ego_width_margin)

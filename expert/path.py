@@ -1,0 +1,122 @@
+"""The route ahead as arrays in the ego frame: arc length, heading, curvature, junction spans.
+
+Built from ``Scene.route`` alone (ego-frame points about 1 m apart, ``distance`` along the route from
+the ego centre's projection), so the expert stays a pure function of the Scene.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from driving.scene import Scene
+
+JUNCTION_OPTIONS = ("LEFT", "RIGHT", "STRAIGHT")  # the planner labels junction connectors with these
+
+
+@dataclass(frozen=True)
+class JunctionSpan:
+    start: float  # m along the route (ego-centre distance) where the connector starts
+    end: float  # m where it ends
+    option: str  # LEFT | RIGHT | STRAIGHT
+
+
+class RoutePath:
+    """``scene.route`` as arrays: ``xy`` (N, 2) ego frame, ``s`` (N,) metres, ``heading`` (N,) radians."""
+
+    def __init__(self, scene: Scene, horizon: float = 100.0) -> None:
+        pts = [(p.ego_x, p.ego_y, p.distance) for p in scene.route if p.distance <= horizon]
+        if not pts:
+            pts = [(0.0, 0.0, 0.0)]
+        arr = np.asarray(pts, dtype=float)
+        self.xy = arr[:, :2]
+        self.s = arr[:, 2]
+        self.options = [p.road_option for p in scene.route[: len(pts)]]
+        n = len(self.s)
+        if n >= 2:
+            step = np.diff(self.xy, axis=0)
+            seg_heading = np.arctan2(step[:, 1], step[:, 0])
+            self.heading = np.concatenate([seg_heading, seg_heading[-1:]])
+        else:
+            self.heading = np.zeros(1)
+        self.n = n
+
+    @property
+    def length(self) -> float:
+        return float(self.s[-1])
+
+    # ------------------------------------------------------------------ look-ups
+    def point_at(self, dist: float) -> tuple[float, float]:
+        """Ego-frame point at ``dist`` metres along the route (clamped to the known part)."""
+        if self.n == 1:
+            return float(self.xy[0, 0]), float(self.xy[0, 1])
+        i = int(np.clip(np.searchsorted(self.s, dist) - 1, 0, self.n - 2))
+        ds = self.s[i + 1] - self.s[i]
+        t = 0.0 if ds <= 1e-9 else min(max((dist - self.s[i]) / ds, 0.0), 1.0)
+        p = self.xy[i] + t * (self.xy[i + 1] - self.xy[i])
+        return float(p[0]), float(p[1])
+
+    def curvature(self, window: float) -> np.ndarray:
+        """|d heading / ds| (1/m) at every point, measured over ``window`` metres centred on it."""
+        if self.n < 3:
+            return np.zeros(self.n)
+        unwrapped = np.unwrap(self.heading[:-1])
+        unwrapped = np.concatenate([unwrapped, unwrapped[-1:]])
+        lo = np.searchsorted(self.s, self.s - window / 2.0)
+        hi = np.minimum(np.searchsorted(self.s, self.s + window / 2.0, side="right") - 1, self.n - 2)
+        lo = np.minimum(lo, hi)
+        arc = self.s[hi] - self.s[lo]
+        turn = np.abs(unwrapped[hi] - unwrapped[lo])
+        return np.where(arc > 0.5, turn / np.maximum(arc, 1e-6), 0.0)
+
+    def junctions(self) -> list[JunctionSpan]:
+        """Junction connectors along the route ahead, in order."""
+        spans: list[JunctionSpan] = []
+        start = None
+        for i, opt in enumerate(self.options):
+            inside = opt in JUNCTION_OPTIONS
+            if inside and start is None:
+                start = i
+            if start is not None and (not inside or i == self.n - 1):
+                end = i if inside else i - 1
+                spans.append(JunctionSpan(float(self.s[start]), float(self.s[end]), self.options[start]))
+                start = None
+        return spans
+
+    def project(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Project ego-frame points onto the route polyline.
+
+        Returns (arc length along the route, signed lateral offset (positive = right of the route),
+        route heading there in radians) for each point.
+        """
+        x = np.atleast_1d(np.asarray(x, dtype=float))
+        y = np.atleast_1d(np.asarray(y, dtype=float))
+        if self.n < 2:
+            return np.full(x.shape, self.s[0]), np.hypot(x - self.xy[0, 0], y - self.xy[0, 1]), \
+                np.full(x.shape, self.heading[0])
+        p0 = self.xy[:-1]
+        d = self.xy[1:] - p0
+        seg_len = np.maximum(np.hypot(d[:, 0], d[:, 1]), 1e-9)
+        u = d / seg_len[:, None]
+        rx = x[:, None] - p0[None, :, 0]
+        ry = y[:, None] - p0[None, :, 1]
+        t = np.clip(rx * u[None, :, 0] + ry * u[None, :, 1], 0.0, seg_len[None, :])
+        ex = rx - t * u[None, :, 0]
+        ey = ry - t * u[None, :, 1]
+        dist2 = ex * ex + ey * ey
+        k = np.argmin(dist2, axis=1)
+        rows = np.arange(len(x))
+        along = self.s[k] + t[rows, k]
+        # left-handed frame: right of a direction (ux, uy) is (-uy, ux)
+        lateral = -ex[rows, k] * u[k, 1] + ey[rows, k] * u[k, 0]
+        # a point beyond either end: its offset along the end direction is not lateral
+        lateral = np.where(dist2[rows, k] > lateral * lateral + 1e-6,
+                           np.where(lateral >= 0.0, 1.0, -1.0) * np.sqrt(dist2[rows, k]), lateral)
+        return along, lateral, self.heading[k]
+
+
+def wrap_rad(angle: np.ndarray | float) -> np.ndarray | float:
+    """Wrap radians to [-pi, pi)."""
+    return (np.asarray(angle) + math.pi) % (2.0 * math.pi) - math.pi
