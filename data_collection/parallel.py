@@ -266,6 +266,18 @@ class RayCollector:
         self.session.close()
 
 
+def _ray_worker_env() -> dict[str, str]:
+    """The town cache location and a path on which this checkout imports (Ray workers don't share
+    the driver's sys.path)."""
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parent.parent)
+    paths = [root, *(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != root)]
+    env = {k: v for k, v in os.environ.items() if k.startswith("LANGPROP_")}
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    return env
+
+
 def _run_ray(jobs: Sequence[Any], settings: WorkerSettings, size: int, on_event: OnEvent,
              address: str | None) -> None:
     try:
@@ -277,7 +289,7 @@ def _run_ray(jobs: Sequence[Any], settings: WorkerSettings, size: int, on_event:
     if started:
         ray.init(address=address, num_cpus=None if address else size, include_dashboard=False,
                  log_to_driver=True, logging_level=logging.WARNING)
-    env = {k: v for k, v in os.environ.items() if k.startswith("LANGPROP_") or k == "PYTHONPATH"}
+    env = _ray_worker_env()
     actor_class = ray.remote(num_cpus=1, max_restarts=0)(RayCollector)
     queue = Queue(actor_options={"num_cpus": 0})
     pending = deque(jobs)
