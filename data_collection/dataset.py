@@ -23,6 +23,7 @@ import h5py
 import numpy as np
 
 from data_collection.schema import (
+    DTYPES,
     FRAME_CODEC,
     INFRACTION_CODEC,
     LIST_CODECS,
@@ -32,7 +33,6 @@ from data_collection.schema import (
     FrameRecord,
     build_elements,
     decode_columns,
-    empty_column,
 )
 from data_collection.storage import check_header, read_raw
 from driving.scene import Scene
@@ -250,7 +250,7 @@ class DrivingDataset:
 
 
 def _alloc(columns: Iterable[Column], n: int) -> dict[str, np.ndarray]:
-    return {c.name: np.empty(n, dtype=empty_column(c).dtype) for c in columns}
+    return {c.name: np.empty(n, dtype=DTYPES[c.kind]) for c in columns}
 
 
 def _copy_into(dest: dict[str, np.ndarray], src: Mapping[str, np.ndarray], columns: Iterable[Column],

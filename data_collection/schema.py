@@ -87,6 +87,7 @@ class Column:
     name: str
     kind: str
     seed: tuple[str, ...] = ()
+    nullable: bool = False  # inside an ``X | None``: the value is None when its .present flag is False
 
 
 def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
@@ -142,10 +143,8 @@ class StructCodec:
 
         if optional:
             self.columns.append(Column(path + PRESENT_SUFFIX, "bool"))
-        if sub is not None:
-            self.columns.extend(sub.columns)
-        else:
-            self.columns.append(Column(path, _SCALARS[base], seed))
+        leaves = sub.columns if sub is not None else [Column(path, _SCALARS[base], seed)]
+        self.columns.extend(dataclasses.replace(c, nullable=True) if optional else c for c in leaves)
 
         # Extraction/building closures: plain attribute access, no per-call introspection.
         if sub is None and not optional:
@@ -218,46 +217,72 @@ INFRACTION_CODEC = StructCodec(InfractionEvent)
 
 
 # -- objects <-> column arrays ---------------------------------------------------------------------
-_DTYPES = {"float": np.float64, "int": np.int64, "bool": np.bool_, "str": np.int32}
+KINDS = ("float", "int", "bool", "str")  # one 2-D block per kind and table on disk
+DTYPES = {"float": np.dtype(np.float64), "int": np.dtype(np.int64), "bool": np.dtype(np.bool_),
+          "str": np.dtype(np.int32)}
 _FILL = {"float": float("nan"), "int": 0, "bool": False}
 
 
-def empty_column(column: Column) -> np.ndarray:
-    return np.zeros(0, dtype=_DTYPES[column.kind])
+class Vocabulary(dict):
+    """String -> code, growing on first sight (``None`` -> -1); ``words`` lists codes 0, 1, ..."""
+
+    def __init__(self, column: Column) -> None:
+        super().__init__({None: -1})
+        self.column = column
+        for word in column.seed:
+            self[word] = len(self) - 1
+
+    def __missing__(self, word: Any) -> int:
+        if not isinstance(word, str):
+            raise TypeError(f"column {self.column.name!r} holds strings, got {word!r}")
+        code = self[word] = len(self) - 1
+        return code
+
+    @property
+    def words(self) -> list[str]:
+        return [w for w in self if w is not None]
 
 
-def encode_column(column: Column, values: Sequence[Any], vocab: dict[str, int]) -> np.ndarray:
-    """Python values (``None`` where absent) -> a typed array; strings become codes into ``vocab``
-    (which grows). Raises ``TypeError`` naming the column for values of the wrong type."""
-    kind = column.kind
-    if kind == "str":
-        codes = [-1 if v is None else vocab.setdefault(v, len(vocab)) for v in values]
-        if any(not isinstance(k, str) for k in vocab):
-            bad = next(k for k in vocab if not isinstance(k, str))
-            raise TypeError(f"column {column.name!r} holds strings, got {bad!r}")
-        return np.array(codes, dtype=np.int32)
-    if kind == "float":  # numpy turns None into NaN here; the .present column says which were None
-        return np.array(values, dtype=np.float64)
-    arr = np.array(values)
-    if arr.dtype == object:  # None among ints/bools
-        arr = np.array([_FILL[kind] if v is None else v for v in values])
-    if arr.size and arr.dtype.kind not in ("b" if kind == "bool" else "iub"):
-        raise TypeError(f"column {column.name!r} holds {kind} values, got dtype {arr.dtype}")
-    return arr.astype(_DTYPES[kind], copy=False)
+def by_kind(columns: Sequence[Column]) -> dict[str, list[Column]]:
+    """The columns of each kind, in column order (the row order of that kind's block)."""
+    return {kind: [c for c in columns if c.kind == kind] for kind in KINDS}
 
 
-def encode_rows(columns: Sequence[Column], rows: Sequence[tuple], vocabs: dict[str, dict[str, int]]
+def encode_rows(columns: Sequence[Column], rows: Sequence[tuple], vocabs: dict[str, Vocabulary]
                 ) -> dict[str, np.ndarray]:
-    """Row tuples (from ``StructCodec.extract``) -> one array per column."""
-    if not rows:
-        return {c.name: empty_column(c) for c in columns}
-    transposed = list(zip(*rows, strict=True))
-    out = {}
-    for c, values in zip(columns, transposed, strict=True):
-        if c.kind == "str" and c.name not in vocabs:
-            vocabs[c.name] = {word: i for i, word in enumerate(c.seed)}
-        out[c.name] = encode_column(c, values, vocabs.get(c.name, {}))
-    return out
+    """Row tuples (from ``StructCodec.extract``) -> one ``(n_columns_of_kind, n_rows)`` block per kind.
+
+    Values are cast to the column's type (float64, int64, bool); strings become codes into
+    ``vocabs[column.name]`` (created and grown here); ``None`` of nullable columns is stored as
+    NaN / 0 / False / -1. Raises ``TypeError`` naming the column for values that do not fit.
+    """
+    # One structured array from the tuples (a single C loop) beats transposing them in Python.
+    fields = [(f"f{j}", object if c.nullable or c.kind == "str" else DTYPES[c.kind]) for j, c in enumerate(columns)]
+    try:
+        table = np.array(rows, dtype=fields) if rows else np.zeros(0, dtype=fields)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"a value does not fit its column ({exc}); columns: {[c.name for c in columns]}") from None
+    blocks = {kind: np.empty((len(cols), len(table)), DTYPES[kind]) for kind, cols in by_kind(columns).items()}
+    position = dict.fromkeys(KINDS, 0)
+    for j, c in enumerate(columns):
+        values = table[f"f{j}"]
+        if c.kind == "str":
+            vocab = vocabs.get(c.name)
+            if vocab is None:
+                vocab = vocabs[c.name] = Vocabulary(c)
+            values = np.fromiter(map(vocab.__getitem__, values), np.int32, count=len(values))
+        elif values.dtype == object:
+            missing = np.equal(values, None)
+            if missing.any():
+                values = values.copy()
+                values[missing] = _FILL[c.kind]
+            try:
+                values = values.astype(DTYPES[c.kind])
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"column {c.name!r} holds {c.kind} values ({exc})") from None
+        blocks[c.kind][position[c.kind]] = values
+        position[c.kind] += 1
+    return blocks
 
 
 def decode_columns(columns: Sequence[Column], arrays: dict[str, np.ndarray], vocab: dict[str, Sequence[str]],

@@ -6,13 +6,19 @@ On-disk layout (column names and kinds come from ``data_collection.schema``)::
                            n_frames, created, package_version, git_commit, provenance scalars
                            (town, route_id, repetition, seed, driver, labeller, version, ...)
     /meta/<key>            JSON text of non-scalar provenance (config, ...) and /meta/summary
-    /frames/<column>       (N,) one value per recorded frame (ego.x, target.present, expert.speed_level, ...)
+    /frames/<kind>         (C, N): the frame columns of one kind (float | int | bool | str), one row
+                           per column, named in order by the attribute ``columns`` (ego.x, target.present,
+                           expert.speed_level, ...); N = recorded frames
     /lists/<list>/offsets  (N + 1,) int64: frame i owns rows offsets[i]:offsets[i + 1]
-    /lists/<list>/<column> (M,) one value per element (route, vehicles, pedestrians, obstacles, stop_signs)
-    /infractions/<column>  (K,) one row per InfractionEvent (kind, frame, time, x, y, message, value, actor_id)
-    <group>/_vocab/<column> the strings that a str column's int32 codes index (utf-8)
+    /lists/<list>/<kind>   (C, M) the element columns (route, vehicles, pedestrians, obstacles, stop_signs)
+    /infractions/<kind>    (C, K) one column per InfractionEvent field (kind, frame, time, x, y, ...)
+    <table>/vocab          JSON {column: [words]}: the strings that a str column's int32 codes index
 
-Datasets are chunked and compressed (shuffle + gzip level 1: see ``benchmarks/dataset_read.py``).
+Kinds: float = float64, int = int64, bool, str = int32 codes (-1 = None). One 2-D dataset per kind
+rather than one dataset per column because h5py costs ~0.1 ms per dataset read, which would cap the
+loader below its target; each chunk is ``(1, rows)``, i.e. still one column's run, so compression
+is as columnar as before. Chunked and compressed with shuffle + gzip level 1 (``python
+benchmarks/dataset_read.py --compare-compression``: lzf is larger and no faster to read here).
 The writer buffers rows in memory and appends them every ``flush_every`` frames; the file is
 ``<final>.partial`` until ``close`` has written everything, set ``complete=True``, fsync'ed and
 atomically renamed it. A crashed writer leaves only a ``.partial`` that readers refuse.
@@ -38,6 +44,7 @@ import numpy as np
 
 from data_collection.schema import (
     DATASET_SCHEMA_VERSION,
+    DTYPES,
     FRAME_CODEC,
     INFRACTION_CODEC,
     LIST_CODECS,
@@ -46,9 +53,10 @@ from data_collection.schema import (
     Column,
     DatasetFileError,
     FrameRecord,
+    Vocabulary,
     build_elements,
+    by_kind,
     decode_columns,
-    empty_column,
     encode_rows,
 )
 from driving.criteria.events import InfractionEvent
@@ -124,7 +132,7 @@ class EpisodeWriter:
         self._list_rows: dict[str, list[tuple]] = {name: [] for name in LIST_CODECS}
         self._list_counts: dict[str, list[int]] = {name: [] for name in LIST_CODECS}
         self._list_totals: dict[str, int] = dict.fromkeys(LIST_CODECS, 0)
-        self._vocabs: dict[str, dict[str, dict[str, int]]] = {}
+        self._vocabs: dict[str, dict[str, Vocabulary]] = {}  # table -> column -> vocabulary
         # attrgetter(*fields) builds an element's row in C: the per-frame cost is dominated by lists.
         self._list_getters = {
             name: (operator.attrgetter(*codec.names) if codec.flat and len(codec.names) > 1 else codec.extract)
@@ -171,10 +179,12 @@ class EpisodeWriter:
             self._flush()
             f = self._require_file()
             rows = [INFRACTION_CODEC.extract(event) for event in infractions]
-            arrays = encode_rows(INFRACTION_CODEC.columns, rows, self._vocabs.setdefault("infractions", {}))
-            group = f["infractions"]
-            for column in INFRACTION_CODEC.columns:
-                group.create_dataset(column.name, data=arrays[column.name], **self._compression(len(rows)))
+            group = f.create_group("infractions")
+            blocks = encode_rows(INFRACTION_CODEC.columns, rows, self._vocabs.setdefault("infractions", {}))
+            for kind, cols in by_kind(INFRACTION_CODEC.columns).items():
+                if cols:
+                    ds = group.create_dataset(kind, data=blocks[kind], **(COMPRESSION if rows else {}))
+                    ds.attrs["columns"] = [c.name for c in cols]
             self._write_vocabs()
             self._write_json("summary", dict(summary or {}))
             f.attrs["n_frames"] = self._n_frames
@@ -225,10 +235,6 @@ class EpisodeWriter:
             raise RuntimeError(f"{self.final_path}: writer is closed")
         return self._file
 
-    @staticmethod
-    def _compression(n_rows: int) -> dict[str, Any]:
-        return COMPRESSION if n_rows else {}
-
     def _write_json(self, key: str, value: Any) -> None:
         meta = self._require_file().require_group("meta")
         if key in meta:
@@ -252,55 +258,65 @@ class EpisodeWriter:
 
     def _create_datasets(self) -> None:
         f = self._require_file()
-        frames = f.create_group("frames")
-        for column in FRAME_CODEC.columns:
-            self._resizable(frames, column, FRAME_CHUNK)
+        _create_blocks(f.create_group("frames"), FRAME_CODEC.columns, FRAME_CHUNK)
         lists = f.create_group("lists")
         for name, codec in LIST_CODECS.items():
             group = lists.create_group(name)
             group.create_dataset("offsets", data=np.zeros(1, np.int64), maxshape=(None,), chunks=(FRAME_CHUNK,),
                                  **COMPRESSION)
-            for column in codec.columns:
-                self._resizable(group, column, LIST_CHUNK)
-        f.create_group("infractions")
-
-    @staticmethod
-    def _resizable(group: h5py.Group, column: Column, chunk: int) -> None:
-        group.create_dataset(column.name, shape=(0,), maxshape=(None,), chunks=(chunk,),
-                             dtype=empty_column(column).dtype, **COMPRESSION)
+            _create_blocks(group, codec.columns, LIST_CHUNK)
 
     def _flush(self) -> None:
         """Append the buffered rows to the partial file and clear the buffers."""
         if not self._frame_rows:
             return
         f = self._require_file()
-        _append(f["frames"], encode_rows(FRAME_CODEC.columns, self._frame_rows,
-                                         self._vocabs.setdefault("frames", {})))
+        _append_blocks(f["frames"], encode_rows(FRAME_CODEC.columns, self._frame_rows,
+                                                self._vocabs.setdefault("frames", {})))
         self._frame_rows = []
         for name, codec in LIST_CODECS.items():
             group = f["lists"][name]
             counts = np.asarray(self._list_counts[name], dtype=np.int64)
             offsets = self._list_totals[name] + np.cumsum(counts)
             self._list_totals[name] = int(offsets[-1])
-            _append(group, {"offsets": offsets})
-            _append(group, encode_rows(codec.columns, self._list_rows[name], self._vocabs.setdefault(name, {})))
+            ds = group["offsets"]
+            start = ds.shape[0]
+            ds.resize((start + len(offsets),))
+            ds[start:] = offsets
+            _append_blocks(group, encode_rows(codec.columns, self._list_rows[name],
+                                              self._vocabs.setdefault(name, {})))
             self._list_rows[name] = []
             self._list_counts[name] = []
 
     def _write_vocabs(self) -> None:
         f = self._require_file()
-        for table, vocabs in self._vocabs.items():
-            group = f[_table_path(table)].require_group("_vocab")
-            for column, words in vocabs.items():
-                group.create_dataset(column, data=list(words), dtype=h5py.string_dtype())
+        for table, codec_columns in (("frames", FRAME_CODEC.columns), ("infractions", INFRACTION_CODEC.columns),
+                                     *((name, c.columns) for name, c in LIST_CODECS.items())):
+            vocabs = self._vocabs.get(table, {})
+            words = {c.name: vocabs[c.name].words if c.name in vocabs else [] for c in codec_columns
+                     if c.kind == "str"}
+            if words:
+                f[_table_path(table)].create_dataset("vocab", data=json.dumps(words, ensure_ascii=False),
+                                                     dtype=h5py.string_dtype())
 
 
-def _append(group: h5py.Group, arrays: Mapping[str, np.ndarray]) -> None:
-    for name, values in arrays.items():
-        ds = group[name]
-        start = ds.shape[0]
-        ds.resize((start + len(values),))
-        ds[start:] = values
+def _create_blocks(group: h5py.Group, columns: Sequence[Column], chunk: int) -> None:
+    """One empty, resizable 2-D dataset per kind; a chunk is one column's run of ``chunk`` rows."""
+    for kind, cols in by_kind(columns).items():
+        if cols:
+            ds = group.create_dataset(kind, shape=(len(cols), 0), maxshape=(len(cols), None), dtype=DTYPES[kind],
+                                      chunks=(1, chunk), **COMPRESSION)
+            ds.attrs["columns"] = [c.name for c in cols]
+
+
+def _append_blocks(group: h5py.Group, blocks: Mapping[str, np.ndarray]) -> None:
+    for kind, block in blocks.items():
+        if block.shape[0] == 0 or block.shape[1] == 0:
+            continue
+        ds = group[kind]
+        start = ds.shape[1]
+        ds.resize((block.shape[0], start + block.shape[1]))
+        ds[:, start:] = block
 
 
 def _table_path(table: str) -> str:
@@ -338,28 +354,47 @@ def check_header(path: Path, f: h5py.File) -> None:
             raise DatasetFileError(path, f"{key} is {int(found)}, this code reads {expected}")
 
 
-def _read_table(path: Path, f: h5py.File, table: str, columns: Sequence[Column], extra: Sequence[str] = ()
+def _read_table(path: Path, f: h5py.File, table: str, columns: Sequence[Column], offsets: bool = False
                 ) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
+    """One table's columns (views into its per-kind blocks) and the vocabularies of its str columns."""
     where = _table_path(table)
     group = f.get(where)
     if not isinstance(group, h5py.Group):
         raise DatasetFileError(path, f"missing group /{where}")
-    arrays = {}
-    for name in [*extra, *(c.name for c in columns)]:
-        ds = group.get(name)
+    arrays: dict[str, np.ndarray] = {}
+    if offsets:
+        ds = group.get("offsets")
         if not isinstance(ds, h5py.Dataset):
-            raise DatasetFileError(path, f"missing dataset /{where}/{name}")
-        arrays[name] = ds[()]
-    vocab: dict[str, list[str]] = {}
-    for c in columns:
-        if c.kind != "str":
+            raise DatasetFileError(path, f"missing dataset /{where}/offsets")
+        arrays["offsets"] = ds[()]
+    for kind, cols in by_kind(columns).items():
+        if not cols:
             continue
-        ds = group.get(f"_vocab/{c.name}")
-        words = [] if ds is None else ds.asstr()[()].tolist()
-        codes = arrays[c.name]
-        if codes.size and int(codes.max()) >= len(words):
-            raise DatasetFileError(path, f"/{where}/{c.name} has codes beyond its vocabulary ({len(words)} words)")
-        vocab[c.name] = words
+        ds = group.get(kind)
+        if not isinstance(ds, h5py.Dataset) or ds.ndim != 2:
+            raise DatasetFileError(path, f"missing dataset /{where}/{kind}")
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in ds.attrs.get("columns", [])]
+        block = ds[()]
+        if len(names) != block.shape[0]:
+            raise DatasetFileError(path, f"/{where}/{kind} has {block.shape[0]} rows but {len(names)} column names")
+        rows = {name: i for i, name in enumerate(names)}
+        for c in cols:
+            if c.name not in rows:
+                raise DatasetFileError(path, f"missing column {c.name!r} in /{where}/{kind}")
+            arrays[c.name] = block[rows[c.name]]
+    vocab: dict[str, list[str]] = {}
+    if any(c.kind == "str" for c in columns):
+        ds = group.get("vocab")
+        if not isinstance(ds, h5py.Dataset):
+            raise DatasetFileError(path, f"missing dataset /{where}/vocab")
+        stored = json.loads(ds.asstr()[()])
+        for c in columns:
+            if c.kind != "str":
+                continue
+            words = vocab[c.name] = list(stored.get(c.name, []))
+            codes = arrays[c.name]
+            if codes.size and int(codes.max()) >= len(words):
+                raise DatasetFileError(path, f"/{where}/str column {c.name!r} has codes beyond its vocabulary")
     return arrays, vocab
 
 
@@ -389,18 +424,19 @@ def read_raw(path: str | Path) -> RawEpisode:
         vocab = {"frames": frame_vocab}
         lists = {}
         for name, codec in LIST_CODECS.items():
-            lists[name], vocab[name] = _read_table(path, f, name, codec.columns, extra=("offsets",))
+            lists[name], vocab[name] = _read_table(path, f, name, codec.columns, offsets=True)
         infractions, vocab["infractions"] = _read_table(path, f, "infractions", INFRACTION_CODEC.columns)
     for name, arr in frames.items():
         if len(arr) != n:
-            raise DatasetFileError(path, f"/frames/{name} has {len(arr)} rows, expected n_frames={n}")
+            raise DatasetFileError(path, f"/frames column {name!r} has {len(arr)} rows, expected n_frames={n}")
     for name, table in lists.items():
         offsets = table["offsets"]
         if len(offsets) != n + 1 or offsets[0] != 0 or np.any(np.diff(offsets) < 0):
             raise DatasetFileError(path, f"/lists/{name}/offsets is not a valid ({n + 1},) offsets array")
         for col, arr in table.items():
             if col != "offsets" and len(arr) != offsets[-1]:
-                raise DatasetFileError(path, f"/lists/{name}/{col} has {len(arr)} rows, offsets say {offsets[-1]}")
+                raise DatasetFileError(path, f"/lists/{name} column {col!r} has {len(arr)} rows, offsets say "
+                                             f"{offsets[-1]}")
     return RawEpisode(path, attrs, summary, frames, lists, infractions, vocab)
 
 
