@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -50,6 +51,14 @@ def short_routes(count: int, seed: int = 0) -> list[Route]:
 
 def small_world() -> EmbeddedWorldConfig:
     return EmbeddedWorldConfig(town=TOWN, n_vehicles=6, n_pedestrians=2)
+
+
+def collect_config(out: str | Path, **overrides) -> Any:
+    """A ``CollectConfig`` for tests: small world, no progress bars, a wall-time safety net."""
+    from data_collection.collect import CollectConfig
+
+    base = {"out_dir": out, "world": small_world(), "progress": False, "wall_time_limit_s": 120.0}
+    return CollectConfig(**{**base, **overrides})
 
 
 def frame_digest(path: str | Path) -> str:

@@ -8,9 +8,10 @@ import math
 import pytest
 
 from data_collection import read_episode
-from data_collection.collect import CollectConfig, CollectError, collect
+from data_collection.collect import CollectError, collect
 from driving.actions import SPEED_LEVELS
 from tests.data_collection.collect_support import (
+    collect_config,
     frame_digest,
     short_routes,
     small_world,
@@ -20,14 +21,9 @@ from tests.data_collection.collect_support import (
 pytestmark = pytest.mark.usefixtures("town_cache")
 
 
-def config(out, **kw) -> CollectConfig:
-    base = {"out_dir": out, "world": small_world(), "progress": False, "wall_time_limit_s": 120.0}
-    return CollectConfig(**{**base, **kw})
-
-
 def test_expert_collection_writes_one_complete_file_per_route_with_labels(tmp_path):
     routes = short_routes(2)
-    summaries = collect(routes, config(tmp_path))  # expert drives and labels, one worker process
+    summaries = collect(routes, collect_config(tmp_path))  # expert drives and labels, one worker process
     assert [s.route_id for s in summaries] == [r.id for r in routes]
     files = sorted(tmp_path.glob("*.h5"))
     assert [f.name for f in files] == sorted(f"{r.id}_rep0.h5" for r in routes)
@@ -61,8 +57,8 @@ def test_record_every_and_dagger_labels(tmp_path):
     the labeller never drives: the scenes are the ones recorded without any labeller."""
     routes = short_routes(1)
     common = {"driver": "route_follower", "record_every": 4, "backend": "inline"}
-    (labelled,) = collect(routes, config(tmp_path / "dagger", labeller="expert", **common))
-    (unlabelled,) = collect(routes, config(tmp_path / "plain", labeller=None, **common))
+    (labelled,) = collect(routes, collect_config(tmp_path / "dagger", labeller="expert", **common))
+    (unlabelled,) = collect(routes, collect_config(tmp_path / "plain", labeller=None, **common))
     episode = read_episode(labelled.path)
     frames = episode.frames()
     ticks = episode.summary["ticks"]
@@ -82,7 +78,7 @@ def test_record_every_and_dagger_labels(tmp_path):
 
 def test_resume_skips_complete_files_and_redoes_partial_ones(tmp_path):
     routes = short_routes(2)
-    cfg = config(tmp_path, driver="route_follower", labeller=None)
+    cfg = collect_config(tmp_path, driver="route_follower", labeller=None)
     first = collect(routes, cfg)
     done, redo = (tmp_path / f"{r.id}_rep0.h5" for r in routes)
     kept = (done.stat().st_mtime_ns, done.read_bytes())
@@ -99,7 +95,7 @@ def test_resume_skips_complete_files_and_redoes_partial_ones(tmp_path):
     third = collect(routes, cfg)
     assert all(s.skipped for s in third)
     with pytest.raises(CollectError, match="another config.*record_every"):
-        collect(routes, config(tmp_path, driver="route_follower", labeller=None, record_every=2))
+        collect(routes, collect_config(tmp_path, driver="route_follower", labeller=None, record_every=2))
     moved = [routes[1].__class__(routes[0].id, routes[1].town, routes[1].keypoints, routes[1].dense)]
     with pytest.raises(CollectError, match="another route"):
         collect(moved, cfg)
@@ -107,8 +103,8 @@ def test_resume_skips_complete_files_and_redoes_partial_ones(tmp_path):
 
 def test_two_workers_record_the_same_data_as_one(tmp_path):
     routes = short_routes(3)
-    one = collect(routes, config(tmp_path / "w1", workers=1))
-    two = collect(routes, config(tmp_path / "w2", workers=2))
+    one = collect(routes, collect_config(tmp_path / "w1", workers=1))
+    two = collect(routes, collect_config(tmp_path / "w2", workers=2))
     assert [s.status for s in one] == [s.status for s in two]
     for a, b in zip(one, two, strict=True):
         assert a.frames == b.frames > 0
@@ -118,7 +114,7 @@ def test_two_workers_record_the_same_data_as_one(tmp_path):
 def test_a_crashing_worker_fails_only_its_route(tmp_path):
     routes = short_routes(3)
     crash = {"_target_": "tests.data_collection.collect_support.SegfaultOn", "route_ids": [routes[1].id]}
-    summaries = collect(routes, config(tmp_path, driver=crash, labeller=None, workers=2))
+    summaries = collect(routes, collect_config(tmp_path, driver=crash, labeller=None, workers=2))
     ok1, crashed, ok2 = summaries
     assert crashed.status == "Failed - Simulation crashed" and crashed.path is None
     assert "SIGSEGV" in crashed.error
