@@ -34,7 +34,7 @@ from data_collection.schema import (
     build_elements,
     decode_columns,
 )
-from data_collection.storage import check_header, read_raw
+from data_collection.storage import open_episode, read_raw
 from driving.scene import Scene
 
 log = logging.getLogger(__name__)
@@ -101,8 +101,7 @@ class DrivingDataset:
         # Pass 1: sizes only, so every column is allocated once and files are copied straight in.
         n_frames, n_rows = [], {name: [] for name in LIST_CODECS}
         for path in self.files:
-            with h5py.File(path, "r") as f:
-                check_header(path, f)
+            with open_episode(path) as f:
                 n_frames.append(int(f.attrs["n_frames"]))
                 for name in LIST_CODECS:
                     offsets = f.get(f"lists/{name}/offsets")

@@ -34,7 +34,7 @@ import logging
 import operator
 import os
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,11 +65,19 @@ from langprop.atomic import fsync_dir
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EpisodeWriter", "Episode", "RawEpisode", "read_episode", "read_raw", "PARTIAL_SUFFIX"]
+__all__ = ["EpisodeWriter", "Episode", "RawEpisode", "read_episode", "read_raw", "read_metadata", "check_header",
+           "open_episode",
+           "PARTIAL_SUFFIX"]
 
 PARTIAL_SUFFIX = ".partial"
-RESERVED_ATTRS = frozenset({"schema_version", "scene_schema_version", "complete", "n_frames"})
-COMPRESSION: dict[str, Any] = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
+RESERVED_ATTRS = frozenset({"schema_version", "scene_schema_version", "complete", "n_frames", "summary"})
+MAX_ATTR_CHARS = 8192
+# h5py filter settings per ``compression`` choice (see benchmarks/dataset_read.py --compare-compression).
+FILTERS: dict[str | None, dict[str, Any]] = {
+    "gzip": {"compression": "gzip", "compression_opts": 1, "shuffle": True},  # default: smallest, portable
+    "lzf": {"compression": "lzf", "shuffle": True},
+    None: {},  # uncompressed: ~3x the bytes, ~2x faster to load
+}
 FRAME_CHUNK = 4096  # rows per chunk of a per-frame column (32 KiB of float64)
 LIST_CHUNK = 32768  # rows per chunk of a list table column (256 KiB of float64)
 
@@ -83,22 +91,30 @@ def _code_version() -> tuple[str, str]:
         version = metadata.version("langprop-drive")
     except metadata.PackageNotFoundError:
         version = ""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                                text=True, timeout=5, check=False).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
+    commit = ""
+    root = Path(__file__).resolve().parents[1]
+    if (root / ".git").exists():  # only our own checkout, never an enclosing repository
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                    timeout=5, check=False).stdout.strip()
     return version, commit
 
 
 def _attr_value(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"attribute value {value!r} is not JSON-serialisable")
 
 
 def _is_scalar_attr(value: Any) -> bool:
-    return isinstance(value, str | int | float | bool)
+    # HDF5 object headers cap an attribute at 64 KiB: long strings go to /meta like other JSON.
+    return isinstance(value, int | float | bool) or (isinstance(value, str) and len(value) <= MAX_ATTR_CHARS)
 
 
 class EpisodeWriter:
@@ -110,14 +126,20 @@ class EpisodeWriter:
     """
 
     def __init__(self, final_path: str | Path, attrs: Mapping[str, Any] | None = None, *,
-                 flush_every: int = 2048, overwrite: bool = False) -> None:
+                 flush_every: int = 2048, overwrite: bool = False, compression: str | None = "gzip") -> None:
         self.final_path = Path(final_path)
         self.partial_path = self.final_path.with_name(self.final_path.name + PARTIAL_SUFFIX)
         self.flush_every = max(1, int(flush_every))
+        if compression not in FILTERS:
+            raise ValueError(f"compression must be one of {list(FILTERS)}, got {compression!r}")
+        self._filters = FILTERS[compression]
         attrs = dict(attrs or {})
         reserved = RESERVED_ATTRS.intersection(attrs)
         if reserved:
             raise ValueError(f"attrs may not set {sorted(reserved)}: the writer owns them")
+        bad = [k for k in attrs if not isinstance(k, str) or not k or "/" in k or k == "."]
+        if bad:
+            raise ValueError(f"attribute names must be non-empty strings without '/': {bad}")
         if self.final_path.exists() and not overwrite:
             raise FileExistsError(f"{self.final_path} exists (pass overwrite=True to replace it)")
         self.final_path.parent.mkdir(parents=True, exist_ok=True)
@@ -159,12 +181,14 @@ class EpisodeWriter:
         if self._last_tick is not None and tick <= self._last_tick:
             raise ValueError(f"{self.final_path}: frames must be appended in increasing scene.frame order "
                              f"(got {tick} after {self._last_tick})")
+        # Extract everything before touching the buffers, so a bad frame leaves them consistent.
+        row = FRAME_CODEC.extract(frame)
+        lists = [list(map(getter, getattr(scene, name))) for name, getter in self._list_getters.items()]
+        self._frame_rows.append(row)
+        for name, rows in zip(self._list_getters, lists, strict=True):
+            self._list_counts[name].append(len(rows))
+            self._list_rows[name].extend(rows)
         self._last_tick = tick
-        self._frame_rows.append(FRAME_CODEC.extract(frame))
-        for name, getter in self._list_getters.items():
-            items = getattr(scene, name)
-            self._list_counts[name].append(len(items))
-            self._list_rows[name].extend(map(getter, items))
         self._n_frames += 1
         if len(self._frame_rows) >= self.flush_every:
             self._flush()
@@ -183,7 +207,7 @@ class EpisodeWriter:
             blocks = encode_rows(INFRACTION_CODEC.columns, rows, self._vocabs.setdefault("infractions", {}))
             for kind, cols in by_kind(INFRACTION_CODEC.columns).items():
                 if cols:
-                    ds = group.create_dataset(kind, data=blocks[kind], **(COMPRESSION if rows else {}))
+                    ds = group.create_dataset(kind, data=blocks[kind], **(self._filters if rows else {}))
                     ds.attrs["columns"] = [c.name for c in cols]
             self._write_vocabs()
             self._write_json("summary", dict(summary or {}))
@@ -239,7 +263,7 @@ class EpisodeWriter:
         meta = self._require_file().require_group("meta")
         if key in meta:
             del meta[key]
-        meta.create_dataset(key, data=json.dumps(value, sort_keys=True, default=str),
+        meta.create_dataset(key, data=json.dumps(value, sort_keys=True, default=_json_default, ensure_ascii=False),
                             dtype=h5py.string_dtype())
 
     def _write_provenance(self, attrs: dict[str, Any]) -> None:
@@ -258,13 +282,13 @@ class EpisodeWriter:
 
     def _create_datasets(self) -> None:
         f = self._require_file()
-        _create_blocks(f.create_group("frames"), FRAME_CODEC.columns, FRAME_CHUNK)
+        _create_blocks(f.create_group("frames"), FRAME_CODEC.columns, FRAME_CHUNK, self._filters)
         lists = f.create_group("lists")
         for name, codec in LIST_CODECS.items():
             group = lists.create_group(name)
             group.create_dataset("offsets", data=np.zeros(1, np.int64), maxshape=(None,), chunks=(FRAME_CHUNK,),
-                                 **COMPRESSION)
-            _create_blocks(group, codec.columns, LIST_CHUNK)
+                                 **self._filters)
+            _create_blocks(group, codec.columns, LIST_CHUNK, self._filters)
 
     def _flush(self) -> None:
         """Append the buffered rows to the partial file and clear the buffers."""
@@ -300,12 +324,12 @@ class EpisodeWriter:
                                                      dtype=h5py.string_dtype())
 
 
-def _create_blocks(group: h5py.Group, columns: Sequence[Column], chunk: int) -> None:
+def _create_blocks(group: h5py.Group, columns: Sequence[Column], chunk: int, filters: dict[str, Any]) -> None:
     """One empty, resizable 2-D dataset per kind; a chunk is one column's run of ``chunk`` rows."""
     for kind, cols in by_kind(columns).items():
         if cols:
             ds = group.create_dataset(kind, shape=(len(cols), 0), maxshape=(len(cols), None), dtype=DTYPES[kind],
-                                      chunks=(1, chunk), **COMPRESSION)
+                                      chunks=(1, chunk), **filters)
             ds.attrs["columns"] = [c.name for c in cols]
 
 
@@ -398,8 +422,10 @@ def _read_table(path: Path, f: h5py.File, table: str, columns: Sequence[Column],
     return arrays, vocab
 
 
-def read_raw(path: str | Path) -> RawEpisode:
-    """Open, validate and read every dataset of one episode file (``DatasetFileError`` if unusable)."""
+@contextlib.contextmanager
+def open_episode(path: str | Path) -> Iterator[h5py.File]:
+    """Open a complete episode file of this schema for reading; ``DatasetFileError`` otherwise
+    (partial, missing, not HDF5, incomplete, other schema version, or unreadable content)."""
     path = Path(path)
     if path.name.endswith(PARTIAL_SUFFIX):
         raise DatasetFileError(path, "partial episode file: its writer has not finished or crashed")
@@ -411,14 +437,35 @@ def read_raw(path: str | Path) -> RawEpisode:
         raise DatasetFileError(path, f"not a readable HDF5 file ({exc})") from None
     with f:
         check_header(path, f)
-        attrs = {k: _attr_value(v) for k, v in f.attrs.items()}
-        summary: dict[str, Any] = {}
-        for key, ds in f.get("meta", {}).items():
-            value = json.loads(ds.asstr()[()])
-            if key == "summary":
-                summary = value
-            else:
-                attrs[key] = value
+        try:
+            yield f
+        except (OSError, KeyError, RuntimeError) as exc:  # h5py's errors for damaged content
+            raise DatasetFileError(path, f"unreadable content ({exc})") from None
+
+
+def _read_meta(f: h5py.File) -> tuple[dict[str, Any], dict[str, Any]]:
+    attrs = {k: _attr_value(v) for k, v in f.attrs.items()}
+    summary: dict[str, Any] = {}
+    for key, ds in f.get("meta", {}).items():
+        value = json.loads(ds.asstr()[()])
+        if key == "summary":
+            summary = value
+        else:
+            attrs[key] = value
+    return attrs, summary
+
+
+def read_metadata(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(attributes incl. JSON provenance, summary) of a complete episode file, without its frames."""
+    with open_episode(path) as f:
+        return _read_meta(f)
+
+
+def read_raw(path: str | Path) -> RawEpisode:
+    """Open, validate and read every dataset of one episode file (``DatasetFileError`` if unusable)."""
+    path = Path(path)
+    with open_episode(path) as f:
+        attrs, summary = _read_meta(f)
         n = int(attrs.get("n_frames", -1))
         frames, frame_vocab = _read_table(path, f, "frames", FRAME_CODEC.columns)
         vocab = {"frames": frame_vocab}
