@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from data_collection import read_episode
+from data_collection import DrivingDataset, read_episode
 from data_collection.collect import CollectError, collect
 from driving.actions import SPEED_LEVELS
 from tests.data_collection.collect_support import (
@@ -50,6 +50,7 @@ def test_expert_collection_writes_one_complete_file_per_route_with_labels(tmp_pa
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["_checkpoint"]["progress"] == [2, 2]
     assert [r["route_id"] for r in results["_checkpoint"]["records"]] == [s.record_id for s in summaries]
+    assert len(DrivingDataset(tmp_path)) == sum(s.frames for s in summaries)  # the folder loads as is
 
 
 def test_record_every_and_dagger_labels(tmp_path):
