@@ -1,4 +1,6 @@
-"""Fixtures for the storage tests: seeded synthetic frames that exercise every stored field."""
+"""Fixtures for the storage tests: seeded synthetic frames that exercise every stored field.
+
+Helpers are handed out as fixtures (test modules never import this file by name)."""
 
 from __future__ import annotations
 
@@ -76,12 +78,12 @@ def make_frame(rng: random.Random, tick: int, labelled: bool = True) -> FrameRec
     )
 
 
-def make_frames(n: int, seed: int = 0, start_tick: int = 0, stride: int = 1) -> list[FrameRecord]:
+def synthetic_frames(n: int, seed: int = 0, start_tick: int = 0, stride: int = 1) -> list[FrameRecord]:
     rng = random.Random(seed)
     return [make_frame(rng, start_tick + i * stride, labelled=rng.random() < 0.8) for i in range(n)]
 
 
-def make_infraction(kind: str, tick: int, **kw: object) -> InfractionEvent:
+def infraction(kind: str, tick: int, **kw: object) -> InfractionEvent:
     fields: dict = {"time": tick * 0.05, "x": 1.5, "y": -2.25, "message": f"{kind} at tick {tick}"}
     fields.update(kw)
     return InfractionEvent(kind=kind, frame=tick, **fields)
@@ -89,6 +91,23 @@ def make_infraction(kind: str, tick: int, **kw: object) -> InfractionEvent:
 
 PROVENANCE = {"town": "grid_tls", "route_id": "r7", "repetition": 1, "seed": 42, "driver": "expert",
               "labeller": "expert", "version": "2.0", "config": {"record_every": 1, "world": {"dt": 0.05}}}
+
+
+@pytest.fixture
+def make_frames() -> Callable[..., list[FrameRecord]]:
+    """make_frames(n, seed=0, start_tick=0, stride=1): seeded frames, ~80% labelled."""
+    return synthetic_frames
+
+
+@pytest.fixture
+def make_infraction() -> Callable[..., InfractionEvent]:
+    """make_infraction(kind, tick, **fields): an InfractionEvent at simulation tick ``tick``."""
+    return infraction
+
+
+@pytest.fixture
+def provenance() -> dict:
+    return dict(PROVENANCE)
 
 
 @pytest.fixture

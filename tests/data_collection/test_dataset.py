@@ -9,14 +9,13 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import make_frames, make_infraction
 
 from data_collection import DatasetFileError, DrivingDataset, EpisodeWriter
 from data_collection.schema import LIST_CODECS
 
 
 @pytest.fixture
-def three_files(write_episode):
+def three_files(write_episode, make_frames, make_infraction):
     """Three files (written out of name order) with different lengths, ticks recorded every 2."""
     frames = {name: make_frames(n, seed=k, stride=2) for k, (name, n) in
               enumerate([("c.h5", 7), ("a.h5", 12), ("b.h5", 0)])}
@@ -55,7 +54,7 @@ def test_list_offsets_are_rebased_over_files(three_files, tmp_path: Path) -> Non
         assert table[column].tolist() == flat, name
 
 
-def test_string_columns_share_one_vocabulary(write_episode, tmp_path: Path) -> None:
+def test_string_columns_share_one_vocabulary(write_episode, tmp_path: Path, make_frames) -> None:
     first, second = make_frames(20, seed=1), make_frames(20, seed=2, start_tick=100)
     for k, frame in enumerate(second):  # strings that the first file never uses
         if frame.scene.traffic_light is not None:
@@ -71,7 +70,7 @@ def test_string_columns_share_one_vocabulary(write_episode, tmp_path: Path) -> N
 
 
 def test_infraction_ahead_marks_exactly_the_frames_before_and_stays_in_its_file(write_episode,
-                                                                               tmp_path: Path) -> None:
+                                                                               tmp_path: Path, make_frames, make_infraction) -> None:
     # File a: ticks 0, 2, ..., 18 (10 frames). File b: ticks 0, 2, ..., 10 (6 frames).
     write_episode("a.h5", make_frames(10, seed=1, stride=2), [
         make_infraction("red_light", 11),  # frames with tick < 11: indices 0..5 -> marks 3, 4, 5
@@ -95,7 +94,7 @@ def test_infraction_ahead_marks_exactly_the_frames_before_and_stays_in_its_file(
     assert long.tolist() == [True] * 10 + [True, True, True, False, False, False]
 
 
-def test_filters_keep_records_offsets_and_marks_consistent(write_episode, tmp_path: Path) -> None:
+def test_filters_keep_records_offsets_and_marks_consistent(write_episode, tmp_path: Path, make_frames, make_infraction) -> None:
     frames = make_frames(40, seed=6)
     write_episode("a.h5", frames, [make_infraction("red_light", 30)])
     full = DrivingDataset(tmp_path, infraction_horizon=4)
@@ -114,7 +113,7 @@ def test_filters_keep_records_offsets_and_marks_consistent(write_episode, tmp_pa
     assert [late.scene(i) for i in range(len(late))] == [f.scene for f in frames[35:]]
 
 
-def test_sample_is_a_plain_json_ready_dict(write_episode, tmp_path: Path) -> None:
+def test_sample_is_a_plain_json_ready_dict(write_episode, tmp_path: Path, make_frames, make_infraction) -> None:
     frames = make_frames(12, seed=2)
     path = write_episode("a.h5", frames, [make_infraction("red_light", 5)])
     dataset = DrivingDataset(tmp_path, infraction_horizon=2)
@@ -130,7 +129,7 @@ def test_sample_is_a_plain_json_ready_dict(write_episode, tmp_path: Path) -> Non
         assert sample["route_completion"] == frame.route_completion
 
 
-def test_no_complete_files_is_a_clear_error(tmp_path: Path) -> None:
+def test_no_complete_files_is_a_clear_error(tmp_path: Path, make_frames) -> None:
     with pytest.raises(DatasetFileError, match="no complete episode files"):
         DrivingDataset(tmp_path)
     writer = EpisodeWriter(tmp_path / "running.h5", {})
@@ -141,7 +140,7 @@ def test_no_complete_files_is_a_clear_error(tmp_path: Path) -> None:
     writer.abort()
 
 
-def test_incomplete_files_are_skipped_in_a_directory_but_refused_by_name(write_episode, tmp_path: Path) -> None:
+def test_incomplete_files_are_skipped_in_a_directory_but_refused_by_name(write_episode, tmp_path: Path, make_frames) -> None:
     good = write_episode("a.h5", make_frames(5, seed=1))
     broken = write_episode("b.h5", make_frames(5, seed=2))
     with h5py.File(broken, "r+") as f:
@@ -153,7 +152,7 @@ def test_incomplete_files_are_skipped_in_a_directory_but_refused_by_name(write_e
     assert str(broken) in str(err.value)
 
 
-def test_wrong_schema_version_in_a_directory_names_the_file(write_episode, tmp_path: Path) -> None:
+def test_wrong_schema_version_in_a_directory_names_the_file(write_episode, tmp_path: Path, make_frames) -> None:
     write_episode("a.h5", make_frames(3, seed=1))
     old = write_episode("b.h5", make_frames(3, seed=2))
     with h5py.File(old, "r+") as f:
@@ -163,7 +162,7 @@ def test_wrong_schema_version_in_a_directory_names_the_file(write_episode, tmp_p
     assert str(old) in str(err.value)
 
 
-def test_nested_directories_and_explicit_lists(write_episode, tmp_path: Path) -> None:
+def test_nested_directories_and_explicit_lists(write_episode, tmp_path: Path, make_frames) -> None:
     (tmp_path / "town2").mkdir()
     (tmp_path / "town1").mkdir()
     b = write_episode("town2/r0.h5", make_frames(2, seed=1))

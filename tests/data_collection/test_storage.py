@@ -19,7 +19,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import PROVENANCE, make_frames, make_infraction
 
 from data_collection import DATASET_SCHEMA_VERSION, DatasetFileError, EpisodeWriter, FrameRecord, read_episode
 from data_collection.dataset import DrivingDataset
@@ -48,7 +47,7 @@ def _frame(scene: Scene, **kw: object) -> FrameRecord:
 
 # -- lossless round trips --------------------------------------------------------------------------
 @pytest.mark.parametrize("flush_every", [1, 64, 2048])
-def test_scenes_and_frames_round_trip_equal(write_episode, flush_every: int) -> None:
+def test_scenes_and_frames_round_trip_equal(write_episode, flush_every: int, make_frames) -> None:
     frames = make_frames(300, seed=3)
     path = write_episode("ep.h5", frames, flush_every=flush_every)
     episode = read_episode(path)
@@ -157,7 +156,7 @@ def test_action_level_codes_are_speed_level_indices(write_episode) -> None:
     assert [f.expert for f in read_episode(path).frames()] == [f.expert for f in frames]
 
 
-def test_infractions_round_trip(write_episode) -> None:
+def test_infractions_round_trip(write_episode, make_frames, make_infraction) -> None:
     events = [make_infraction("collisions_vehicle", 5, actor_id=12),
               make_infraction("outside_route_lanes", 9, value=3.75, message="hors piste ✓"),
               make_infraction("some_future_kind", 9, value=None, actor_id=None)]
@@ -167,7 +166,7 @@ def test_infractions_round_trip(write_episode) -> None:
 
 
 @pytest.mark.parametrize("compression", ["lzf", None])
-def test_other_compression_choices_round_trip(tmp_path: Path, compression: str | None) -> None:
+def test_other_compression_choices_round_trip(tmp_path: Path, compression: str | None, make_frames) -> None:
     frames = make_frames(40, seed=9)
     writer = EpisodeWriter(tmp_path / "c.h5", {}, compression=compression, flush_every=16)
     for frame in frames:
@@ -178,13 +177,13 @@ def test_other_compression_choices_round_trip(tmp_path: Path, compression: str |
 
 
 # -- attributes --------------------------------------------------------------------------------------
-def test_attributes_provenance_and_summary(write_episode) -> None:
+def test_attributes_provenance_and_summary(write_episode, make_frames, provenance) -> None:
     long_text = "x" * 20000  # above the HDF5 attribute size: stored under /meta, read back the same
     summary = {"DS": 42.5, "RC": 85.0, "IP": 0.5, "status": "Failed - Agent timed out", "infractions": {"red": 1}}
     path = write_episode("attrs.h5", make_frames(4), summary=summary, notes=long_text, nothing=None,
                          seed=np.int64(42))
     episode = read_episode(path)
-    for key, value in PROVENANCE.items():
+    for key, value in provenance.items():
         if key != "seed":
             assert episode.attrs[key] == value, key
     assert episode.attrs["seed"] == 42 and isinstance(episode.attrs["seed"], int)
@@ -208,9 +207,9 @@ def test_reserved_and_invalid_attribute_names_are_refused(tmp_path: Path) -> Non
 
 
 # -- crash safety --------------------------------------------------------------------------------------
-def test_unclosed_writer_leaves_only_a_partial_that_readers_refuse(tmp_path: Path) -> None:
+def test_unclosed_writer_leaves_only_a_partial_that_readers_refuse(tmp_path: Path, make_frames, provenance) -> None:
     final = tmp_path / "r.h5"
-    writer = EpisodeWriter(final, PROVENANCE, flush_every=5)
+    writer = EpisodeWriter(final, provenance, flush_every=5)
     for frame in make_frames(12):
         writer.append(frame)
     partial = tmp_path / "r.h5.partial"
@@ -221,7 +220,7 @@ def test_unclosed_writer_leaves_only_a_partial_that_readers_refuse(tmp_path: Pat
     writer.abort()
 
 
-def test_abort_deletes_the_partial_and_context_manager_aborts_on_error(tmp_path: Path) -> None:
+def test_abort_deletes_the_partial_and_context_manager_aborts_on_error(tmp_path: Path, make_frames) -> None:
     writer = EpisodeWriter(tmp_path / "a.h5", {})
     writer.append(make_frames(1)[0])
     writer.abort()
@@ -253,7 +252,7 @@ def test_frames_must_come_in_tick_order(tmp_path: Path) -> None:
     assert len(read_episode(writer.close())) == 2
 
 
-def test_existing_file_is_kept_until_the_new_one_is_complete(write_episode, tmp_path: Path) -> None:
+def test_existing_file_is_kept_until_the_new_one_is_complete(write_episode, tmp_path: Path, make_frames) -> None:
     path = write_episode("same.h5", make_frames(3, seed=1))
     with pytest.raises(FileExistsError):
         EpisodeWriter(path, {})
@@ -272,10 +271,10 @@ def test_existing_file_is_kept_until_the_new_one_is_complete(write_episode, tmp_
 _KILLED_WRITER = textwrap.dedent("""
     import sys
     sys.path.insert(0, sys.argv[2])
-    from conftest import make_frames
+    from conftest import synthetic_frames
     from data_collection.storage import EpisodeWriter
     writer = EpisodeWriter(sys.argv[1], {"town": "t"}, flush_every=1)
-    frames = make_frames(200, seed=4)
+    frames = synthetic_frames(200, seed=4)
     for frame in frames[:20]:
         writer.append(frame)
     print("writing", flush=True)
@@ -288,7 +287,8 @@ _KILLED_WRITER = textwrap.dedent("""
 """)
 
 
-def test_writer_killed_mid_write_leaves_no_final_file_and_others_intact(write_episode, tmp_path: Path) -> None:
+def test_writer_killed_mid_write_leaves_no_final_file_and_others_intact(write_episode, make_frames,
+                                                                       tmp_path: Path) -> None:
     frames = make_frames(30, seed=8)
     good = write_episode("good.h5", frames)
     before = good.read_bytes()
@@ -339,7 +339,7 @@ def _damage(path: Path, how: str) -> None:
     ("missing_column", "ego.x"),
     ("bad_offsets", "/lists/route/offsets"),
 ])
-def test_damaged_files_are_refused_naming_file_and_problem(write_episode, how: str, message: str) -> None:
+def test_damaged_files_are_refused_naming_file_and_problem(write_episode, how: str, message: str, make_frames) -> None:
     path = write_episode("bad.h5", make_frames(5))
     _damage(path, how)
     with pytest.raises(DatasetFileError) as err:
@@ -357,7 +357,7 @@ def test_missing_and_non_hdf5_files_are_refused(tmp_path: Path) -> None:
         read_episode(text)
 
 
-def test_file_layout_is_columnar_and_compressed(write_episode) -> None:
+def test_file_layout_is_columnar_and_compressed(write_episode, make_frames) -> None:
     path = write_episode("layout.h5", make_frames(50))
     with h5py.File(path) as f:
         block = f["lists/vehicles/float"]
