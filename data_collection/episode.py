@@ -13,13 +13,16 @@ What a route's file holds depends only on (route, seed, recording config): the w
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
 import re
+import signal
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -154,9 +157,10 @@ class FrameRecorder:
         if self.ticks % self.record_every == 0:
             driver_action = driver.last_action if isinstance(driver, ActionDriver) else None
             try:
-                self.writer.append(FrameRecord(scene=scene, route_completion=self._rc, expert=label,
-                                               expert_control=label_control, driver=driver_action,
-                                               driver_control=control))
+                with _alarm_deferred():  # the wall-clock alarm must not cut a frame in half
+                    self.writer.append(FrameRecord(scene=scene, route_completion=self._rc, expert=label,
+                                                   expert_control=label_control, driver=driver_action,
+                                                   driver_control=control))
             except Exception as exc:
                 self.write_error = exc  # the file is not kept; the runner ends the route
                 raise
@@ -220,7 +224,12 @@ class CollectorSession:
         except Exception as exc:  # noqa: BLE001 - a world that can't start fails this route only
             log.error("route %s: the world could not be created: %r", job.name, exc, exc_info=True)
             return self._failed(job, f"Failed - {STATUS_SIM_CRASHED}", f"world: {exc!r}", t0)
-        writer = EpisodeWriter(final, self.attrs(job), overwrite=True)  # replaced only at close
+        try:
+            writer = EpisodeWriter(final, self.attrs(job), overwrite=True)  # replaced only at close
+        except Exception as exc:  # noqa: BLE001 - e.g. disk full: fails this route only
+            log.error("route %s: cannot write %s: %r", job.name, final, exc)
+            record = failed_record(job, s.version, "")
+            return _summary_of(job, record, 0, None, time.perf_counter() - t0, f"cannot write {final}: {exc!r}")
         labeller_is_driver = s.labeller == LABELLER_IS_DRIVER
         recorder = FrameRecorder(writer, s.record_every, None, labeller_is_driver, world.dt, report)
 
@@ -267,6 +276,19 @@ class CollectorSession:
     def _failed(self, job: Any, status: str, error: str, t0: float) -> RouteSummary:
         record = failed_record(job, self.settings.version, status.removeprefix("Failed - "))
         return _summary_of(job, record, 0, None, time.perf_counter() - t0, error)
+
+
+@contextlib.contextmanager
+def _alarm_deferred() -> Iterator[None]:
+    """Hold SIGALRM (the runner's wall-clock limit) until the block is done; it fires right after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _all_events(recorder: FrameRecorder, record: Any) -> list[Any]:

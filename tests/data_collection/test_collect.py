@@ -174,3 +174,12 @@ def test_on_step_sees_the_scene_the_driver_acted_on_once_per_tick():
         calls.clear()
         record, _ = run_episode(world, RouteJob(0, route, 0), make, "2.0", 0, on_step=broken)
     assert record.status == "Failed - Agent crashed" and len(calls) == 11
+
+
+def test_a_route_over_its_wall_time_limit_keeps_a_readable_file(tmp_path):
+    (route,) = short_routes(1)
+    (s,) = collect([route], collect_config(tmp_path, driver="route_follower", labeller="expert",
+                                           wall_time_limit_s=0.4, backend="inline"))
+    assert s.status == "Failed - Wall time limit exceeded" and s.path and s.frames > 0
+    episode = read_episode(s.path)  # the alarm never lands inside a frame's write
+    assert len(episode.frames()) == s.frames and episode.summary["status"] == s.status
