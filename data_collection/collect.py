@@ -140,21 +140,14 @@ def recording_config(config: CollectConfig, driver: dict[str, Any], labeller: An
 def read_file_meta(path: Path) -> tuple[dict[str, Any], dict[str, Any]] | None:
     """(attributes, summary) of a complete episode file, without reading its frames; None (and a
     warning: its route is recorded again) when the file is incomplete or unreadable."""
-    import h5py
-
     from data_collection.schema import DatasetFileError
-    from data_collection.storage import check_header
+    from data_collection.storage import read_metadata
 
     try:
-        with h5py.File(path, "r") as f:
-            check_header(path, f)
-            attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
-            meta = {k: json.loads(ds.asstr()[()]) for k, ds in f.get("meta", {}).items()}
+        return read_metadata(path)
     except (OSError, ValueError, DatasetFileError) as exc:
         log.warning("%s: unusable (%s); its route is recorded again", path, exc)
         return None
-    summary = meta.pop("summary", {})
-    return {**attrs, **meta}, summary
 
 
 def summary_from_file(job: Any, path: Path, summary: Mapping[str, Any], version: str) -> RouteSummary:

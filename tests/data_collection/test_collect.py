@@ -83,7 +83,7 @@ def test_resume_skips_complete_files_and_redoes_partial_ones(tmp_path):
     first = collect(routes, cfg)
     done, redo = (tmp_path / f"{r.id}_rep0.h5" for r in routes)
     kept = (done.stat().st_mtime_ns, done.read_bytes())
-    digest = frame_digest(redo)
+    digest, done_digest = frame_digest(redo), frame_digest(done)
     partial = redo.with_name(redo.name + ".partial")
     redo.rename(partial)  # as if the run had been killed while writing it
     second = collect(routes, cfg)
@@ -95,6 +95,9 @@ def test_resume_skips_complete_files_and_redoes_partial_ones(tmp_path):
     assert results["_checkpoint"]["progress"] == [2, 2] and results["entry_status"] == "Finished"
     third = collect(routes, cfg)
     assert all(s.skipped for s in third)
+    done.write_bytes(b"not an episode")  # damaged by hand: recorded again
+    fourth = collect(routes, cfg)
+    assert [s.skipped for s in fourth] == [False, True] and frame_digest(done) == done_digest
     with pytest.raises(CollectError, match="another config.*record_every"):
         collect(routes, collect_config(tmp_path, driver="route_follower", labeller=None, record_every=2))
     moved = [routes[1].__class__(routes[0].id, routes[1].town, routes[1].keypoints, routes[1].dense)]
