@@ -1,5 +1,10 @@
-"""``DrivingDataset``: every complete episode file of a directory as one columnar dataset.
+"""Reading episode files: one (``read_episode`` -> ``Episode``) or many (``DrivingDataset``).
 
+``open_episode`` refuses what cannot be trusted (a ``.partial`` file, no ``complete=True``, another
+schema version, missing datasets or columns) with a ``DatasetFileError`` naming the file. The
+writer and the on-disk layout are in ``data_collection.storage``, which re-exports the one-file readers.
+
+``DrivingDataset`` loads every complete episode file of a directory as one columnar dataset.
 The fast path is ``columns`` (one array per stored frame column, all files concatenated in sorted
 path order) and ``tables`` (the list tables, with offsets rebased over the concatenation). String
 columns hold int32 codes into ``vocab[table][column]``, one vocabulary shared by all files.
@@ -14,8 +19,11 @@ so the horizon in ticks is ``infraction_horizon * record_every``. Marks never cr
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,27 +31,232 @@ import h5py
 import numpy as np
 
 from data_collection.schema import (
+    DATASET_SCHEMA_VERSION,
     DTYPES,
     FRAME_CODEC,
     INFRACTION_CODEC,
     LIST_CODECS,
+    PARTIAL_SUFFIX,
     SCENE_CODEC,
+    SCENE_SCHEMA_VERSION,
     Column,
     DatasetFileError,
     FrameRecord,
+    attr_value,
     build_elements,
+    by_kind,
     decode_columns,
+    table_path,
 )
-from data_collection.storage import open_episode, read_raw
+from driving.criteria.events import InfractionEvent
 from driving.scene import Scene
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DrivingDataset", "find_episode_files"]
+__all__ = ["DrivingDataset", "find_episode_files", "Episode", "RawEpisode", "read_episode", "read_raw",
+           "read_metadata", "open_episode", "check_header"]
 
 EPISODE_SUFFIX = ".h5"
 
 
+# -- one episode file ------------------------------------------------------------------------------
+@dataclass
+class RawEpisode:
+    """An episode file's arrays as stored (strings as codes + vocabularies); the loader's fast path."""
+
+    path: Path
+    attrs: dict[str, Any]
+    summary: dict[str, Any]
+    frames: dict[str, np.ndarray]
+    lists: dict[str, dict[str, np.ndarray]]  # each with "offsets"
+    infractions: dict[str, np.ndarray]
+    vocab: dict[str, dict[str, list[str]]]  # table ("frames", a list name, "infractions") -> column -> words
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.attrs["n_frames"])
+
+
+def check_header(path: Path, f: h5py.File) -> None:
+    """Raise ``DatasetFileError`` unless ``f`` is a complete file of this schema."""
+    if not bool(f.attrs.get("complete", False)):
+        raise DatasetFileError(path, "incomplete episode file (no complete=True attribute: its writer did not "
+                                     "finish)")
+    for key, expected in (("schema_version", DATASET_SCHEMA_VERSION), ("scene_schema_version", SCENE_SCHEMA_VERSION)):
+        found = f.attrs.get(key)
+        if found is None:
+            raise DatasetFileError(path, f"missing attribute {key!r}")
+        if int(found) != expected:
+            raise DatasetFileError(path, f"{key} is {int(found)}, this code reads {expected}")
+
+
+def lookup(group: h5py.Group, name: str) -> Any:
+    """``group[name]`` or None: one HDF5 lookup where ``group.get`` makes two."""
+    try:
+        return group[name]
+    except KeyError:
+        return None
+
+
+def _read_table(path: Path, f: h5py.File, table: str, columns: Sequence[Column], offsets: bool = False
+                ) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
+    """One table's columns (views into its per-kind blocks) and the vocabularies of its str columns."""
+    where = table_path(table)
+    group = lookup(f, where)
+    if not isinstance(group, h5py.Group):
+        raise DatasetFileError(path, f"missing group /{where}")
+    arrays: dict[str, np.ndarray] = {}
+    if offsets:
+        ds = lookup(group, "offsets")
+        if not isinstance(ds, h5py.Dataset):
+            raise DatasetFileError(path, f"missing dataset /{where}/offsets")
+        arrays["offsets"] = ds[()]
+    for kind, cols in by_kind(columns).items():
+        if not cols:
+            continue
+        ds = lookup(group, kind)
+        if not isinstance(ds, h5py.Dataset) or ds.ndim != 2:
+            raise DatasetFileError(path, f"missing dataset /{where}/{kind}")
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in ds.attrs.get("columns", [])]
+        block = ds[()]
+        if len(names) != block.shape[0]:
+            raise DatasetFileError(path, f"/{where}/{kind} has {block.shape[0]} rows but {len(names)} column names")
+        rows = {name: i for i, name in enumerate(names)}
+        for c in cols:
+            if c.name not in rows:
+                raise DatasetFileError(path, f"missing column {c.name!r} in /{where}/{kind}")
+            arrays[c.name] = block[rows[c.name]]
+    vocab: dict[str, list[str]] = {}
+    if any(c.kind == "str" for c in columns):
+        ds = lookup(group, "vocab")
+        if not isinstance(ds, h5py.Dataset):
+            raise DatasetFileError(path, f"missing dataset /{where}/vocab")
+        stored = json.loads(ds.asstr()[()])
+        for c in columns:
+            if c.kind != "str":
+                continue
+            words = vocab[c.name] = list(stored.get(c.name, []))
+            codes = arrays[c.name]
+            if codes.size and int(codes.max()) >= len(words):
+                raise DatasetFileError(path, f"/{where}/str column {c.name!r} has codes beyond its vocabulary")
+    return arrays, vocab
+
+
+@contextlib.contextmanager
+def open_episode(path: str | Path) -> Iterator[h5py.File]:
+    """Open a complete episode file of this schema for reading; ``DatasetFileError`` otherwise
+    (partial, missing, not HDF5, incomplete, other schema version, or unreadable content)."""
+    path = Path(path)
+    if path.name.endswith(PARTIAL_SUFFIX):
+        raise DatasetFileError(path, "partial episode file: its writer has not finished or crashed")
+    if not path.is_file():
+        raise DatasetFileError(path, "no such file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise DatasetFileError(path, f"not a readable HDF5 file ({exc})") from None
+    with f:
+        check_header(path, f)
+        try:
+            yield f
+        except (OSError, KeyError, RuntimeError) as exc:  # h5py's errors for damaged content
+            raise DatasetFileError(path, f"unreadable content ({exc})") from None
+
+
+def _read_meta(f: h5py.File) -> tuple[dict[str, Any], dict[str, Any]]:
+    attrs = {k: attr_value(v) for k, v in f.attrs.items()}
+    summary: dict[str, Any] = {}
+    for key, ds in f.get("meta", {}).items():
+        value = json.loads(ds.asstr()[()])
+        if key == "summary":
+            summary = value
+        else:
+            attrs[key] = value
+    return attrs, summary
+
+
+def read_metadata(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(attributes incl. JSON provenance, summary) of a complete episode file, without its frames."""
+    with open_episode(path) as f:
+        return _read_meta(f)
+
+
+def read_raw(path: str | Path) -> RawEpisode:
+    """Open, validate and read every dataset of one episode file (``DatasetFileError`` if unusable)."""
+    path = Path(path)
+    with open_episode(path) as f:
+        attrs, summary = _read_meta(f)
+        n = int(attrs.get("n_frames", -1))
+        frames, frame_vocab = _read_table(path, f, "frames", FRAME_CODEC.columns)
+        vocab = {"frames": frame_vocab}
+        lists = {}
+        for name, codec in LIST_CODECS.items():
+            lists[name], vocab[name] = _read_table(path, f, name, codec.columns, offsets=True)
+        infractions, vocab["infractions"] = _read_table(path, f, "infractions", INFRACTION_CODEC.columns)
+    for name, arr in frames.items():
+        if len(arr) != n:
+            raise DatasetFileError(path, f"/frames column {name!r} has {len(arr)} rows, expected n_frames={n}")
+    for name, table in lists.items():
+        offsets = table["offsets"]
+        if len(offsets) != n + 1 or offsets[0] != 0 or np.any(np.diff(offsets) < 0):
+            raise DatasetFileError(path, f"/lists/{name}/offsets is not a valid ({n + 1},) offsets array")
+        for col, arr in table.items():
+            if col != "offsets" and len(arr) != offsets[-1]:
+                raise DatasetFileError(path, f"/lists/{name} column {col!r} has {len(arr)} rows, offsets say "
+                                             f"{offsets[-1]}")
+    return RawEpisode(path, attrs, summary, frames, lists, infractions, vocab)
+
+
+class Episode:
+    """One episode file read into memory: provenance, summary, arrays, and the objects on demand."""
+
+    def __init__(self, raw: RawEpisode) -> None:
+        self.raw = raw
+        self.path = raw.path
+        self.attrs = raw.attrs
+        self.summary = raw.summary
+
+    def __len__(self) -> int:
+        return self.raw.n_frames
+
+    def _list_elements(self) -> dict[str, list[Any]]:
+        raw = self.raw
+        return {name: build_elements(codec, decode_columns(codec.columns, raw.lists[name], raw.vocab[name]))
+                for name, codec in LIST_CODECS.items()}
+
+    def _rows(self) -> list[tuple]:
+        raw = self.raw
+        return list(zip(*decode_columns(FRAME_CODEC.columns, raw.frames, raw.vocab["frames"]), strict=True))
+
+    def _materialize(self, codec: Any) -> list[Any]:
+        elements = self._list_elements()
+        offsets = {name: self.raw.lists[name]["offsets"].tolist() for name in LIST_CODECS}
+        out = []
+        for i, row in enumerate(self._rows()):
+            lists = {name: elements[name][o[i]:o[i + 1]] for name, o in offsets.items()}
+            out.append(codec.build(row, 0, lists)[0])
+        return out
+
+    def scenes(self) -> list[Scene]:
+        """Every recorded scene, equal (==) to the one appended."""
+        return self._materialize(SCENE_CODEC)
+
+    def frames(self) -> list[FrameRecord]:
+        """Every recorded frame (scene, route completion, actions, controls), equal to the one appended."""
+        return self._materialize(FRAME_CODEC)
+
+    def infractions(self) -> list[InfractionEvent]:
+        raw = self.raw
+        values = decode_columns(INFRACTION_CODEC.columns, raw.infractions, raw.vocab["infractions"])
+        return build_elements(INFRACTION_CODEC, values)
+
+
+def read_episode(path: str | Path) -> Episode:
+    """Read one complete episode file; ``DatasetFileError`` names the file and the problem."""
+    return Episode(read_raw(path))
+
+
+# -- many episode files ----------------------------------------------------------------------------
 def find_episode_files(paths_or_dir: str | Path | Iterable[str | Path]) -> list[Path]:
     """Episode files named by ``paths_or_dir``: a directory (every ``*.h5`` below it, sorted by
     relative path; files without ``complete=True`` are skipped with a warning), a file, or a list of
@@ -104,7 +317,7 @@ class DrivingDataset:
             with open_episode(path) as f:
                 n_frames.append(int(f.attrs["n_frames"]))
                 for name in LIST_CODECS:
-                    offsets = f.get(f"lists/{name}/offsets")
+                    offsets = lookup(f, f"lists/{name}/offsets")
                     if not isinstance(offsets, h5py.Dataset) or offsets.shape[0] < 1:
                         raise DatasetFileError(path, f"missing dataset /lists/{name}/offsets")
                     n_rows[name].append(int(offsets[-1]))

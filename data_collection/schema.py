@@ -37,11 +37,13 @@ from driving.types import RoadOption, VehicleControl
 __all__ = [
     "DATASET_SCHEMA_VERSION", "SCENE_SCHEMA_VERSION", "DatasetFileError", "FrameRecord", "SchemaError",
     "Column", "StructCodec", "SCENE_CODEC", "FRAME_CODEC", "LIST_CODECS", "INFRACTION_CODEC", "PRESENT_SUFFIX",
+    "PARTIAL_SUFFIX", "table_path", "attr_value",
 ]
 
 # Bump when the on-disk layout changes (not when Scene changes: that is SCENE_SCHEMA_VERSION).
 DATASET_SCHEMA_VERSION = 1
 PRESENT_SUFFIX = ".present"
+PARTIAL_SUFFIX = ".partial"  # an episode file while (or if) its writer has not finished
 
 
 class SchemaError(TypeError):
@@ -214,6 +216,16 @@ FRAME_CODEC = _make_frame_codec()
 LIST_CODECS: dict[str, StructCodec] = FRAME_CODEC.lists
 INFRACTION_CODEC = StructCodec(InfractionEvent)
 
+
+
+def table_path(table: str) -> str:
+    """Where a table ("frames", "infractions" or a list name) lives in an episode file."""
+    return table if table in ("frames", "infractions") else f"lists/{table}"
+
+
+def attr_value(value: Any) -> Any:
+    """An HDF5 attribute value as a plain Python value (numpy scalars -> int/float/bool)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 # -- objects <-> column arrays ---------------------------------------------------------------------

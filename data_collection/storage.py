@@ -1,4 +1,5 @@
-"""One HDF5 file per route: ``EpisodeWriter`` records it crash-safely, ``read_episode`` reads it back.
+"""One HDF5 file per route: ``EpisodeWriter`` records it crash-safely; ``read_episode`` (defined in
+``data_collection.dataset``, re-exported here) reads it back.
 
 On-disk layout (column names and kinds come from ``data_collection.schema``)::
 
@@ -15,13 +16,16 @@ On-disk layout (column names and kinds come from ``data_collection.schema``)::
     <table>/vocab          JSON {column: [words]}: the strings that a str column's int32 codes index
 
 Kinds: float = float64, int = int64, bool, str = int32 codes (-1 = None). One 2-D dataset per kind
-rather than one dataset per column because h5py costs ~0.1 ms per dataset read, which would cap the
-loader below its target; each chunk is ``(1, rows)``, i.e. still one column's run, so compression
-is as columnar as before. Chunked and compressed with shuffle + gzip level 1 (``python
-benchmarks/dataset_read.py --compare-compression``: lzf is larger and no faster to read here).
-The writer buffers rows in memory and appends them every ``flush_every`` frames; the file is
-``<final>.partial`` until ``close`` has written everything, set ``complete=True``, fsync'ed and
-atomically renamed it. A crashed writer leaves only a ``.partial`` that readers refuse.
+rather than one dataset per column because h5py costs ~0.1 ms per dataset read; each chunk is
+``(1, rows)``, i.e. one column's run, so compression stays columnar. Chunks are sized to the first
+flush (a reader inflates whole chunks). Filters: shuffle + gzip level 1 by default (smallest, and
+the fastest to read of the compressed choices: ``python benchmarks/dataset_read.py
+--compare-compression``); ``compression="lzf"`` or ``None`` (~3x the bytes, ~2x faster to load).
+
+The writer keeps frames as Python tuples (cheap to append), packs them into numpy every 256 frames
+and writes every ``flush_every`` frames; the file is ``<final>.partial`` until ``close`` has written
+everything, set ``complete=True``, fsync'ed and atomically renamed it. A crashed writer leaves only
+a ``.partial``, which readers refuse.
 """
 
 from __future__ import annotations
@@ -34,42 +38,46 @@ import logging
 import operator
 import os
 import subprocess
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
+from data_collection.dataset import (  # the readers; re-exported: storage is the one-file API
+    Episode,
+    RawEpisode,
+    check_header,
+    open_episode,
+    read_episode,
+    read_metadata,
+    read_raw,
+)
 from data_collection.schema import (
     DATASET_SCHEMA_VERSION,
     DTYPES,
     FRAME_CODEC,
     INFRACTION_CODEC,
     LIST_CODECS,
-    SCENE_CODEC,
+    PARTIAL_SUFFIX,
     SCENE_SCHEMA_VERSION,
     Column,
-    DatasetFileError,
     FrameRecord,
     Vocabulary,
-    build_elements,
+    attr_value,
     by_kind,
-    decode_columns,
     encode_rows,
+    table_path,
 )
 from driving.criteria.events import InfractionEvent
-from driving.scene import Scene
 from langprop.atomic import fsync_dir
 
 log = logging.getLogger(__name__)
 
 __all__ = ["EpisodeWriter", "Episode", "RawEpisode", "read_episode", "read_raw", "read_metadata", "check_header",
-           "open_episode",
-           "PARTIAL_SUFFIX"]
+           "open_episode", "PARTIAL_SUFFIX"]
 
-PARTIAL_SUFFIX = ".partial"
 RESERVED_ATTRS = frozenset({"schema_version", "scene_schema_version", "complete", "n_frames", "summary"})
 MAX_ATTR_CHARS = 8192
 # h5py filter settings per ``compression`` choice (see benchmarks/dataset_read.py --compare-compression).
@@ -78,8 +86,10 @@ FILTERS: dict[str | None, dict[str, Any]] = {
     "lzf": {"compression": "lzf", "shuffle": True},
     None: {},  # uncompressed: ~3x the bytes, ~2x faster to load
 }
-FRAME_CHUNK = 4096  # rows per chunk of a per-frame column (32 KiB of float64)
-LIST_CHUNK = 32768  # rows per chunk of a list table column (256 KiB of float64)
+FRAME_CHUNK = 4096  # most rows per chunk of a per-frame column (32 KiB of float64)
+LIST_CHUNK = 32768  # most rows per chunk of a list table column (256 KiB of float64)
+MIN_CHUNK = 256
+PACK_EVERY = 256  # frames kept as Python tuples before they are packed into numpy
 
 
 @functools.lru_cache(maxsize=1)
@@ -98,10 +108,6 @@ def _code_version() -> tuple[str, str]:
             commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                                     timeout=5, check=False).stdout.strip()
     return version, commit
-
-
-def _attr_value(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def _json_default(value: Any) -> Any:
@@ -148,6 +154,9 @@ class EpisodeWriter:
             self.partial_path.unlink()
         self._file: h5py.File | None = h5py.File(self.partial_path, "w")
         self._closed = False
+        self._created = False  # datasets are created at the first flush, sized to it
+        self._written = 0  # frames in the file so far
+        self._packed: list[dict[str, dict[str, np.ndarray]]] = []  # encoded batches not yet written
         self._n_frames = 0
         self._last_tick: int | None = None
         self._frame_rows: list[tuple] = []
@@ -162,7 +171,6 @@ class EpisodeWriter:
         }
         try:
             self._write_provenance(attrs)
-            self._create_datasets()
         except BaseException:
             self.abort()
             raise
@@ -190,7 +198,9 @@ class EpisodeWriter:
             self._list_rows[name].extend(rows)
         self._last_tick = tick
         self._n_frames += 1
-        if len(self._frame_rows) >= self.flush_every:
+        if len(self._frame_rows) >= PACK_EVERY:
+            self._pack()
+        if self._n_frames - self._written >= self.flush_every:
             self._flush()
 
     def close(self, infractions: Sequence[InfractionEvent] = (), summary: Mapping[str, Any] | None = None) -> Path:
@@ -274,43 +284,64 @@ class EpisodeWriter:
         f.attrs["schema_version"] = DATASET_SCHEMA_VERSION
         f.attrs["scene_schema_version"] = SCENE_SCHEMA_VERSION
         for key, value in {**defaults, **attrs}.items():
-            value = _attr_value(value)
+            value = attr_value(value)
             if _is_scalar_attr(value):
                 f.attrs[key] = value
             else:
                 self._write_json(key, value)
 
-    def _create_datasets(self) -> None:
-        f = self._require_file()
-        _create_blocks(f.create_group("frames"), FRAME_CODEC.columns, FRAME_CHUNK, self._filters)
-        lists = f.create_group("lists")
-        for name, codec in LIST_CODECS.items():
-            group = lists.create_group(name)
-            group.create_dataset("offsets", data=np.zeros(1, np.int64), maxshape=(None,), chunks=(FRAME_CHUNK,),
-                                 **self._filters)
-            _create_blocks(group, codec.columns, LIST_CHUNK, self._filters)
-
-    def _flush(self) -> None:
-        """Append the buffered rows to the partial file and clear the buffers."""
+    def _pack(self) -> None:
+        """Python row tuples (~30 KB a frame) -> numpy blocks (~6 KB a frame), kept until the flush."""
         if not self._frame_rows:
             return
-        f = self._require_file()
-        _append_blocks(f["frames"], encode_rows(FRAME_CODEC.columns, self._frame_rows,
-                                                self._vocabs.setdefault("frames", {})))
-        self._frame_rows = []
+        batch = {"frames": encode_rows(FRAME_CODEC.columns, self._frame_rows, self._vocabs.setdefault("frames", {}))}
         for name, codec in LIST_CODECS.items():
+            batch[name] = encode_rows(codec.columns, self._list_rows[name], self._vocabs.setdefault(name, {}))
+            batch[name]["counts"] = np.asarray(self._list_counts[name], dtype=np.int64)[None]
+            self._list_rows[name], self._list_counts[name] = [], []
+        self._frame_rows = []
+        self._packed.append(batch)
+
+    def _flush(self) -> None:
+        """Append the packed batches to the partial file (creating its datasets the first time)."""
+        self._pack()
+        batches, self._packed = self._packed, []
+        tables = {table: {kind: np.concatenate([b[table][kind] for b in batches], axis=1) for kind in batches[0][table]}
+                  for table in ("frames", *LIST_CODECS)} if batches else {}
+        f = self._require_file()
+        if not self._created:
+            self._create_datasets(tables)
+        if not tables:
+            return
+        _append_blocks(f["frames"], tables["frames"])
+        for name in LIST_CODECS:
             group = f["lists"][name]
-            counts = np.asarray(self._list_counts[name], dtype=np.int64)
-            offsets = self._list_totals[name] + np.cumsum(counts)
+            blocks = tables[name]
+            offsets = self._list_totals[name] + np.cumsum(blocks.pop("counts")[0])
             self._list_totals[name] = int(offsets[-1])
             ds = group["offsets"]
             start = ds.shape[0]
             ds.resize((start + len(offsets),))
             ds[start:] = offsets
-            _append_blocks(group, encode_rows(codec.columns, self._list_rows[name],
-                                              self._vocabs.setdefault(name, {})))
-            self._list_rows[name] = []
-            self._list_counts[name] = []
+            _append_blocks(group, blocks)
+        self._written = self._n_frames
+
+    def _create_datasets(self, tables: Mapping[str, Mapping[str, np.ndarray]]) -> None:
+        """Chunks sized to the first batch: a reader inflates whole chunks, so a mostly empty chunk
+        (a 2000-frame route in 32768-row chunks) would cost as much to read as a full one."""
+        def rows(table: str) -> int:
+            return next((b.shape[1] for k, b in tables.get(table, {}).items() if k != "counts"), 0)
+
+        f = self._require_file()
+        n = rows("frames")
+        _create_blocks(f.create_group("frames"), FRAME_CODEC.columns, _chunk_rows(n, FRAME_CHUNK), self._filters)
+        lists = f.create_group("lists")
+        for name, codec in LIST_CODECS.items():
+            group = lists.create_group(name)
+            group.create_dataset("offsets", data=np.zeros(1, np.int64), maxshape=(None,),
+                                 chunks=(_chunk_rows(n + 1, FRAME_CHUNK),), **self._filters)
+            _create_blocks(group, codec.columns, _chunk_rows(rows(name), LIST_CHUNK), self._filters)
+        self._created = True
 
     def _write_vocabs(self) -> None:
         f = self._require_file()
@@ -320,8 +351,14 @@ class EpisodeWriter:
             words = {c.name: vocabs[c.name].words if c.name in vocabs else [] for c in codec_columns
                      if c.kind == "str"}
             if words:
-                f[_table_path(table)].create_dataset("vocab", data=json.dumps(words, ensure_ascii=False),
+                f[table_path(table)].create_dataset("vocab", data=json.dumps(words, ensure_ascii=False),
                                                      dtype=h5py.string_dtype())
+
+
+def _chunk_rows(n: int, cap: int) -> int:
+    """Rows per chunk for a first batch of ``n`` rows: equal chunks of at most ``cap`` rows."""
+    pieces = max(1, -(-n // cap))
+    return max(MIN_CHUNK, -(-n // pieces))
 
 
 def _create_blocks(group: h5py.Group, columns: Sequence[Column], chunk: int, filters: dict[str, Any]) -> None:
@@ -343,194 +380,3 @@ def _append_blocks(group: h5py.Group, blocks: Mapping[str, np.ndarray]) -> None:
         ds[:, start:] = block
 
 
-def _table_path(table: str) -> str:
-    return table if table in ("frames", "infractions") else f"lists/{table}"
-
-
-# -- reading ---------------------------------------------------------------------------------------
-@dataclass
-class RawEpisode:
-    """An episode file's arrays as stored (strings as codes + vocabularies); the loader's fast path."""
-
-    path: Path
-    attrs: dict[str, Any]
-    summary: dict[str, Any]
-    frames: dict[str, np.ndarray]
-    lists: dict[str, dict[str, np.ndarray]]  # each with "offsets"
-    infractions: dict[str, np.ndarray]
-    vocab: dict[str, dict[str, list[str]]]  # table ("frames", a list name, "infractions") -> column -> words
-
-    @property
-    def n_frames(self) -> int:
-        return int(self.attrs["n_frames"])
-
-
-def check_header(path: Path, f: h5py.File) -> None:
-    """Raise ``DatasetFileError`` unless ``f`` is a complete file of this schema."""
-    if not bool(f.attrs.get("complete", False)):
-        raise DatasetFileError(path, "incomplete episode file (no complete=True attribute: its writer did not "
-                                     "finish)")
-    for key, expected in (("schema_version", DATASET_SCHEMA_VERSION), ("scene_schema_version", SCENE_SCHEMA_VERSION)):
-        found = f.attrs.get(key)
-        if found is None:
-            raise DatasetFileError(path, f"missing attribute {key!r}")
-        if int(found) != expected:
-            raise DatasetFileError(path, f"{key} is {int(found)}, this code reads {expected}")
-
-
-def _read_table(path: Path, f: h5py.File, table: str, columns: Sequence[Column], offsets: bool = False
-                ) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
-    """One table's columns (views into its per-kind blocks) and the vocabularies of its str columns."""
-    where = _table_path(table)
-    group = f.get(where)
-    if not isinstance(group, h5py.Group):
-        raise DatasetFileError(path, f"missing group /{where}")
-    arrays: dict[str, np.ndarray] = {}
-    if offsets:
-        ds = group.get("offsets")
-        if not isinstance(ds, h5py.Dataset):
-            raise DatasetFileError(path, f"missing dataset /{where}/offsets")
-        arrays["offsets"] = ds[()]
-    for kind, cols in by_kind(columns).items():
-        if not cols:
-            continue
-        ds = group.get(kind)
-        if not isinstance(ds, h5py.Dataset) or ds.ndim != 2:
-            raise DatasetFileError(path, f"missing dataset /{where}/{kind}")
-        names = [n.decode() if isinstance(n, bytes) else str(n) for n in ds.attrs.get("columns", [])]
-        block = ds[()]
-        if len(names) != block.shape[0]:
-            raise DatasetFileError(path, f"/{where}/{kind} has {block.shape[0]} rows but {len(names)} column names")
-        rows = {name: i for i, name in enumerate(names)}
-        for c in cols:
-            if c.name not in rows:
-                raise DatasetFileError(path, f"missing column {c.name!r} in /{where}/{kind}")
-            arrays[c.name] = block[rows[c.name]]
-    vocab: dict[str, list[str]] = {}
-    if any(c.kind == "str" for c in columns):
-        ds = group.get("vocab")
-        if not isinstance(ds, h5py.Dataset):
-            raise DatasetFileError(path, f"missing dataset /{where}/vocab")
-        stored = json.loads(ds.asstr()[()])
-        for c in columns:
-            if c.kind != "str":
-                continue
-            words = vocab[c.name] = list(stored.get(c.name, []))
-            codes = arrays[c.name]
-            if codes.size and int(codes.max()) >= len(words):
-                raise DatasetFileError(path, f"/{where}/str column {c.name!r} has codes beyond its vocabulary")
-    return arrays, vocab
-
-
-@contextlib.contextmanager
-def open_episode(path: str | Path) -> Iterator[h5py.File]:
-    """Open a complete episode file of this schema for reading; ``DatasetFileError`` otherwise
-    (partial, missing, not HDF5, incomplete, other schema version, or unreadable content)."""
-    path = Path(path)
-    if path.name.endswith(PARTIAL_SUFFIX):
-        raise DatasetFileError(path, "partial episode file: its writer has not finished or crashed")
-    if not path.is_file():
-        raise DatasetFileError(path, "no such file")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise DatasetFileError(path, f"not a readable HDF5 file ({exc})") from None
-    with f:
-        check_header(path, f)
-        try:
-            yield f
-        except (OSError, KeyError, RuntimeError) as exc:  # h5py's errors for damaged content
-            raise DatasetFileError(path, f"unreadable content ({exc})") from None
-
-
-def _read_meta(f: h5py.File) -> tuple[dict[str, Any], dict[str, Any]]:
-    attrs = {k: _attr_value(v) for k, v in f.attrs.items()}
-    summary: dict[str, Any] = {}
-    for key, ds in f.get("meta", {}).items():
-        value = json.loads(ds.asstr()[()])
-        if key == "summary":
-            summary = value
-        else:
-            attrs[key] = value
-    return attrs, summary
-
-
-def read_metadata(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(attributes incl. JSON provenance, summary) of a complete episode file, without its frames."""
-    with open_episode(path) as f:
-        return _read_meta(f)
-
-
-def read_raw(path: str | Path) -> RawEpisode:
-    """Open, validate and read every dataset of one episode file (``DatasetFileError`` if unusable)."""
-    path = Path(path)
-    with open_episode(path) as f:
-        attrs, summary = _read_meta(f)
-        n = int(attrs.get("n_frames", -1))
-        frames, frame_vocab = _read_table(path, f, "frames", FRAME_CODEC.columns)
-        vocab = {"frames": frame_vocab}
-        lists = {}
-        for name, codec in LIST_CODECS.items():
-            lists[name], vocab[name] = _read_table(path, f, name, codec.columns, offsets=True)
-        infractions, vocab["infractions"] = _read_table(path, f, "infractions", INFRACTION_CODEC.columns)
-    for name, arr in frames.items():
-        if len(arr) != n:
-            raise DatasetFileError(path, f"/frames column {name!r} has {len(arr)} rows, expected n_frames={n}")
-    for name, table in lists.items():
-        offsets = table["offsets"]
-        if len(offsets) != n + 1 or offsets[0] != 0 or np.any(np.diff(offsets) < 0):
-            raise DatasetFileError(path, f"/lists/{name}/offsets is not a valid ({n + 1},) offsets array")
-        for col, arr in table.items():
-            if col != "offsets" and len(arr) != offsets[-1]:
-                raise DatasetFileError(path, f"/lists/{name} column {col!r} has {len(arr)} rows, offsets say "
-                                             f"{offsets[-1]}")
-    return RawEpisode(path, attrs, summary, frames, lists, infractions, vocab)
-
-
-class Episode:
-    """One episode file read into memory: provenance, summary, arrays, and the objects on demand."""
-
-    def __init__(self, raw: RawEpisode) -> None:
-        self.raw = raw
-        self.path = raw.path
-        self.attrs = raw.attrs
-        self.summary = raw.summary
-
-    def __len__(self) -> int:
-        return self.raw.n_frames
-
-    def _list_elements(self) -> dict[str, list[Any]]:
-        raw = self.raw
-        return {name: build_elements(codec, decode_columns(codec.columns, raw.lists[name], raw.vocab[name]))
-                for name, codec in LIST_CODECS.items()}
-
-    def _rows(self) -> list[tuple]:
-        raw = self.raw
-        return list(zip(*decode_columns(FRAME_CODEC.columns, raw.frames, raw.vocab["frames"]), strict=True))
-
-    def _materialize(self, codec: Any) -> list[Any]:
-        elements = self._list_elements()
-        offsets = {name: self.raw.lists[name]["offsets"].tolist() for name in LIST_CODECS}
-        out = []
-        for i, row in enumerate(self._rows()):
-            lists = {name: elements[name][o[i]:o[i + 1]] for name, o in offsets.items()}
-            out.append(codec.build(row, 0, lists)[0])
-        return out
-
-    def scenes(self) -> list[Scene]:
-        """Every recorded scene, equal (==) to the one appended."""
-        return self._materialize(SCENE_CODEC)
-
-    def frames(self) -> list[FrameRecord]:
-        """Every recorded frame (scene, route completion, actions, controls), equal to the one appended."""
-        return self._materialize(FRAME_CODEC)
-
-    def infractions(self) -> list[InfractionEvent]:
-        raw = self.raw
-        values = decode_columns(INFRACTION_CODEC.columns, raw.infractions, raw.vocab["infractions"])
-        return build_elements(INFRACTION_CODEC, values)
-
-
-def read_episode(path: str | Path) -> Episode:
-    """Read one complete episode file; ``DatasetFileError`` names the file and the problem."""
-    return Episode(read_raw(path))
