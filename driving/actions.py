@@ -18,8 +18,13 @@ A driving policy answers ``predict_speed_and_steering(scene) -> (speed_level, st
   That is the only mapping: the learner is scored against these labels and driven with these targets.
 
 - ``steering_deg`` is the angle, in the ego frame (positive = to the right), from the ego's heading to
-  the point it wants to drive towards, in degrees (``atan2(ego_y, ego_x)`` of that point).
-  ``ActionController`` turns it into ``VehicleControl.steer``.
+  the point it wants to drive towards, in degrees (``atan2(ego_y, ego_x)`` of that point), where that
+  point is about ``aim_distance(speed)`` metres from the ego's centre (3.5 m standing, +0.35 m per m/s,
+  at most 8 m). ``ActionController`` turns it into ``VehicleControl.steer`` by pure pursuit: the arc
+  through the ego's centre and a point at that angle and distance has curvature
+  ``2 sin(angle) / aim_distance``, and the steer is the front-wheel angle of that arc (kinematic bicycle,
+  ``SteeringGeometry``). A point farther (nearer) than ``aim_distance`` at the same angle asks for a
+  proportionally tighter (wider) arc, so aim at a point that distance away.
 
 Drivers that produce actions implement ``ActionDriver``: ``act(scene) -> Action``; ``run_step`` (the
 ``driving.drivers.Driver`` interface every runner uses) is ``act`` followed by the shared controller,
@@ -32,7 +37,7 @@ import math
 from abc import abstractmethod
 from dataclasses import dataclass
 
-from driving.controllers import HeadingPID, SpeedController
+from driving.controllers import SpeedController
 from driving.scene import Scene
 from driving.types import Route, VehicleControl
 
@@ -85,20 +90,57 @@ class Action:
         return SPEED_LEVELS.index(self.speed_level)
 
 
+@dataclass(frozen=True)
+class SteeringGeometry:
+    """The aim distance of a steering angle and the ego's steering (defaults: CARLA's Lincoln MKZ)."""
+
+    aim_min: float = 3.5  # m, aim distance standing still
+    aim_gain: float = 0.35  # s, ... growing with speed
+    aim_max: float = 8.0  # m
+    wheelbase: float = 2.9  # m
+    max_steer_deg: float = 70.0  # front-wheel angle at steer = 1
+    # fraction of max_steer_deg available vs speed (km/h), as CARLA's vehicle physics applies it
+    steer_curve: tuple[tuple[float, float], ...] = ((0.0, 1.0), (20.0, 0.9), (60.0, 0.8), (120.0, 0.7))
+
+    def aim_distance(self, speed: float) -> float:
+        return min(self.aim_max, self.aim_min + self.aim_gain * abs(speed))
+
+    def steer(self, angle_deg: float, speed: float) -> float:
+        """``VehicleControl.steer`` for the arc through the point at ``angle_deg`` and ``aim_distance``."""
+        angle = math.radians(max(-90.0, min(90.0, angle_deg)))
+        curvature = 2.0 * math.sin(angle) / self.aim_distance(speed)
+        # centre-referenced bicycle: slip angle beta from curvature, wheel angle from beta
+        beta = math.asin(max(-1.0, min(1.0, 0.5 * curvature * self.wheelbase)))
+        wheel = math.atan(2.0 * math.tan(beta))
+        kmh = abs(speed) * 3.6
+        fraction = self.steer_curve[-1][1]
+        for (v0, f0), (v1, f1) in zip(self.steer_curve, self.steer_curve[1:], strict=False):
+            if kmh <= v1:
+                fraction = f0 + (f1 - f0) * (kmh - v0) / (v1 - v0)
+                break
+        return max(-1.0, min(1.0, wheel / (math.radians(self.max_steer_deg) * fraction)))
+
+
+STEERING_DEFAULT = SteeringGeometry()
+
+
+def aim_distance(speed: float, geometry: SteeringGeometry = STEERING_DEFAULT) -> float:
+    """How far (m) from the ego's centre the point behind a steering angle is taken to be at ``speed`` (m/s)."""
+    return geometry.aim_distance(speed)
+
+
 class ActionController:
     """(target speed, steering angle) -> ``VehicleControl``; the same for expert and learner."""
 
-    def __init__(self, dt: float = 0.05) -> None:
-        self.speed = SpeedController(dt=dt)
-        self.heading = HeadingPID(dt=dt)
+    def __init__(self, dt: float = 0.05, steering: SteeringGeometry = STEERING_DEFAULT) -> None:
+        self.speed = SpeedController(dt=dt, max_throttle=1.0)
+        self.steering = steering
 
     def reset(self) -> None:
         self.speed.reset()
-        self.heading.reset()
 
     def control(self, action: Action, scene: Scene) -> VehicleControl:
-        angle = math.radians(max(-90.0, min(90.0, action.steering_deg)))
-        steer = self.heading.step(math.cos(angle), math.sin(angle))
+        steer = self.steering.steer(action.steering_deg, scene.ego.speed)
         throttle, brake = self.speed.step(action.target_speed, scene.ego.speed)
         return VehicleControl(throttle=throttle, steer=steer, brake=brake)
 

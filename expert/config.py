@@ -15,15 +15,21 @@ class ExpertConfig:
     """Thresholds of ``ExpertDriver`` (Hydra-instantiable: every field has a default)."""
 
     # ------------------------------------------------------------------ lateral
-    lookahead_min: float = 5.5  # m, aim point distance along the route at standstill
-    lookahead_gain: float = 0.15  # s, aim distance grows by this x speed ...
-    lookahead_max: float = 8.0  # m ... up to this. ~6-8 m makes the shared HeadingPID track curves exactly
+    # the arc driven: route curvature ahead + feedback on heading / lateral error (expert/lateral.py)
+    lateral_omega: float = 1.5  # rad/s, natural frequency of the error dynamics
+    lateral_damping: float = 0.9  # damping ratio of the error dynamics
+    lateral_min_speed: float = 2.0  # m/s, feedback gains are computed at no less than this speed
+    preview_time: float = 0.1  # s, route curvature is read this far ahead (covers the steering lag) ...
+    preview_min: float = 1.5  # m ... at least this far (turning into a tight U-turn a little early)
+    steer_curvature_window: float = 2.0  # m, arc over which that curvature is measured
+    recover_offset: float = 1.5  # m off the route, or ...
+    recover_angle: float = 45.0  # deg off the route's heading: steer by pure pursuit to get back
 
     # ------------------------------------------------------------------ free driving
     cruise_factor: float = 1.0  # x the lane's speed limit when nothing is in the way
     max_speed: float = 13.9  # m/s, never plan faster (SpeedLevels.max_move)
     lateral_accel: float = 3.2  # m/s^2 allowed in curves: v <= sqrt(lateral_accel / curvature)
-    min_curve_speed: float = 3.0  # m/s, the curve limit never goes below this
+    min_curve_speed: float = 2.0  # m/s, the curve limit never goes below this (dead-end U-turns: R ~ 2 m)
     curvature_window: float = 3.0  # m, heading change is measured over this arc (smooths the 1 m points)
     curve_horizon: float = 45.0  # m of route checked for curves
     junction_speed: float = 11.0  # m/s inside junctions (even straight through)
@@ -57,19 +63,18 @@ class ExpertConfig:
     junction_reach: float = 30.0  # m, a junction starting within this much route counts as "within reach"
     forecast_radius: float = 50.0  # m, actors farther than this are not forecast
     proceed_accel: float = 2.5  # m/s^2, the ego's forecast accelerates like this towards its target
-    min_proceed_speed: float = 4.0  # m/s, the forecast assumes at least this speed when going
     ego_length_margin: float = 0.6  # m added to the ego's half-length in the forecast ...
     ego_length_margin_per_speed: float = 0.1  # s, ... plus this x the forecast speed
     ego_width_margin: float = 0.25  # m added to the ego's half-width in the forecast
     vehicle_width_margin: float = 0.15  # m added to a vehicle's half-width
     vehicle_time_margin: float = 0.5  # s: a vehicle's box is stretched by speed x this, both ways
-    pedestrian_margin: float = 0.6  # m added to a pedestrian's half-extents
+    pedestrian_margin: float = 0.3  # m added to a pedestrian's half-extents
     pedestrian_time_margin: float = 0.6  # s, like vehicle_time_margin for pedestrians
     pedestrian_horizon: float = 3.0  # s, pedestrians are forecast this far
     conflict_s0: float = 1.5  # m, stop this far before the forecast conflict position
     rear_ignore_angle: float = 60.0  # deg, vehicles behind the ego heading within this of it are ignored
     oncoming_angle: float = 150.0  # deg, vehicles heading at least this far from the ego are oncoming
-    brake_decel: float = 6.0  # m/s^2, the alternative "stop now" forecast brakes like this
+    brake_decel: float = 6.0  # m/s^2, the "yield" forecast brakes like this (at most, to stop in time)
 
     # ------------------------------------------------------------------ misc
     wheelbase: float = 2.9  # m, of the ego's bicycle model in the forecast

@@ -2,7 +2,8 @@
 
 Per Scene (nothing is carried between calls, so it can label scenes another driver produced):
 
-1. lateral: the angle to the route point at a speed-scaled look-ahead (``Action.steering_deg``);
+1. lateral: the angle to the point at the shared aim distance on the arc it plans along the route
+   (``Action.steering_deg``, see ``expert.lateral``);
 2. longitudinal: speed caps from the lane's limit, curves, junctions, traffic lights, stop signs,
    actors in the path (IDM) and forecast conflicts with crossing actors; the target is the lowest
    cap and ``debug`` names it;
@@ -23,12 +24,14 @@ from driving.scene import Scene
 from driving.types import Route
 from expert.config import ExpertConfig
 from expert.hazards import ActorTable, conflict_cap, path_caps
+from expert.lateral import steering_angle
 from expert.longitudinal import (
     SpeedCap,
     cruise_speed,
     curve_cap,
     junction_cap,
     light_cap,
+    limit_profile,
     stop_sign_cap,
 )
 from expert.path import RoutePath
@@ -52,6 +55,7 @@ class ExpertDriver(ActionDriver):
             config = dataclasses.replace(config, **overrides)
         self.config = config
         self.levels = levels
+        self.steering = self.controller.steering  # the aim distance the shared controller assumes
         self.route: Route | None = None
         self.debug: dict[str, Any] = {}
 
@@ -59,11 +63,6 @@ class ExpertDriver(ActionDriver):
         super().reset(route)
         self.route = route
         self.debug = {}
-
-    def lookahead(self, speed: float) -> float:
-        """Aim-point distance along the route (m) at ``speed`` (m/s)."""
-        cfg = self.config
-        return min(cfg.lookahead_max, max(cfg.lookahead_min, cfg.lookahead_min + cfg.lookahead_gain * abs(speed)))
 
     # ------------------------------------------------------------------ the decision
     def act(self, scene: Scene) -> Action:
@@ -73,8 +72,7 @@ class ExpertDriver(ActionDriver):
             self.debug = {"kind": "route_end", "actor_id": None, "distance": 0.0, "target_speed": 0.0}
             return Action("STOP", 0.0, 0.0)
         speed = float(scene.ego.speed)
-        aim_x, aim_y = path.point_at(self.lookahead(speed))
-        steering = math.degrees(math.atan2(aim_y, aim_x))
+        steering = steering_angle(path, speed, self.steering.aim_distance(speed), cfg)
 
         caps: list[SpeedCap] = [SpeedCap(cruise_speed(scene, cfg), "cruise")]
         for cap in (curve_cap(path, cfg), junction_cap(path, scene, cfg), light_cap(scene, cfg),
@@ -84,9 +82,9 @@ class ExpertDriver(ActionDriver):
         table = ActorTable.of(scene, path, cfg.forecast_radius)
         actor_caps, leaders = path_caps(scene, table, path, cfg)
         caps += actor_caps
-        free = min(c.speed for c in caps if c.kind in ("cruise", "curve", "junction"))
         stop_at = self._stop_at(caps, scene)
-        conflict = conflict_cap(scene, table, path, cfg, leaders, free, stop_at, self.lookahead)
+        limits = limit_profile(path, scene, cfg)
+        conflict = conflict_cap(scene, table, path, cfg, leaders, limits, stop_at, self.steering.aim_distance)
         if conflict is not None:
             caps.append(conflict)
         best = min(caps, key=lambda c: c.speed)

@@ -65,17 +65,18 @@ class EgoForecast:
         return out
 
 
-def ego_rollout(path: RoutePath, speed: float, accel: float, cap_speed: float, stop_at: float,
+def ego_rollout(path: RoutePath, speed: float, accel: float, limits: np.ndarray | None, stop_at: float,
                 steps: int, dt: float, wheelbase: float, max_wheel: float,
                 lookahead: Callable[[float], float]) -> EgoForecast:
-    """Roll the ego out along ``path``: speed moves towards ``cap_speed`` at ``accel`` (deceleration
-    if ``accel`` < 0 and ``cap_speed`` 0); travel never passes ``stop_at`` metres."""
+    """Roll the ego out along ``path``. ``accel`` >= 0: speed rises at ``accel`` up to ``limits`` (the
+    allowed speed at each path point, braking already planned in); ``accel`` < 0: it brakes at that
+    rate. Travel never passes ``stop_at`` metres."""
     xs, ys, yaws, vs, ss = [0.0], [0.0], [0.0], [max(speed, 0.0)], [0.0]
     x = y = yaw = s = 0.0
     v = max(speed, 0.0)
     for _ in range(steps):
-        if accel >= 0.0:
-            v_next = min(cap_speed, v + accel * dt) if v < cap_speed else max(cap_speed, v - accel * dt)
+        if accel >= 0.0 and limits is not None:
+            v_next = min(v + accel * dt, float(np.interp(s + v * dt, path.s, limits)))
         else:
             v_next = max(0.0, v + accel * dt)
         # never beyond stop_at: the speed that still stops there at the step's deceleration
@@ -153,14 +154,23 @@ class Conflict:
 
 
 def first_conflict(ego_boxes: np.ndarray, ego_s: np.ndarray, actors: ActorForecast, dt: float,
-                   start: int = 0) -> Conflict | None:
-    """The first step at which the ego's box overlaps any actor's (None if never)."""
+                   active: np.ndarray | None = None) -> Conflict | None:
+    """The first step at which the ego's box overlaps an actor's (None if never); only the columns
+    where ``active`` is True count (all if None)."""
     if not actors.ids:
         return None
     steps = min(len(ego_boxes), actors.boxes.shape[0])
-    for k in range(start, steps):
+    for k in range(steps):
         hits = obb_overlap(ego_boxes[k], actors.boxes[k])
+        if active is not None:
+            hits &= active
         if hits.any():
             j = int(np.flatnonzero(hits)[0])
             return Conflict(k, k * dt, j, float(ego_s[max(k - 1, 0)]))
     return None
+
+
+def overlaps(ego_boxes: np.ndarray, actors: ActorForecast, column: int) -> bool:
+    """Whether actor ``column`` overlaps the ego's box at the same step, at any step."""
+    steps = min(len(ego_boxes), actors.boxes.shape[0])
+    return any(bool(obb_overlap(ego_boxes[k], actors.boxes[k, column:column + 1])[0]) for k in range(steps))

@@ -18,7 +18,7 @@ import numpy as np
 
 from driving.scene import Actor, Scene
 from expert.config import ExpertConfig
-from expert.forecast import EgoForecast, ego_rollout, first_conflict, forecast_actors
+from expert.forecast import ActorForecast, EgoForecast, ego_rollout, first_conflict, forecast_actors, overlaps
 from expert.longitudinal import SpeedCap, idm_speed, stop_speed
 from expert.path import RoutePath, wrap_rad
 
@@ -90,8 +90,8 @@ def junction_within_reach(scene: Scene, path: RoutePath, cfg: ExpertConfig) -> b
 
 
 def conflict_cap(scene: Scene, table: ActorTable, path: RoutePath, cfg: ExpertConfig, leaders: set[int],
-                 cap_speed: float, stop_at: float, lookahead: Callable[[float], float]) -> SpeedCap | None:
-    """A cap from the first forecast overlap between the ego (going on at up to ``cap_speed``, never
+                 limits: np.ndarray, stop_at: float, lookahead: Callable[[float], float]) -> SpeedCap | None:
+    """A cap from the first forecast overlap between the ego (going on at up to ``limits``, never
     past ``stop_at`` m) and the actors that may cross its path; None when the way is clear."""
     if not table.actors:
         return None
@@ -113,7 +113,7 @@ def conflict_cap(scene: Scene, table: ActorTable, path: RoutePath, cfg: ExpertCo
     # only actors that can reach the ego's forecast in time
     horizon_v = cfg.junction_horizon if near_junction else cfg.forecast_horizon
     horizon = np.where(is_vehicle, horizon_v, np.where(is_ped, cfg.pedestrian_horizon, cfg.forecast_horizon))
-    reach = (max(v, cap_speed) * horizon + np.abs(table.speed) * horizon + table.half_length
+    reach = (max(v, float(limits.max())) * horizon + np.abs(table.speed) * horizon + table.half_length
              + ego.half_length + 6.0)
     relevant &= np.hypot(table.x, table.y) < reach
     idx = np.flatnonzero(relevant)
@@ -133,24 +133,35 @@ def conflict_cap(scene: Scene, table: ActorTable, path: RoutePath, cfg: ExpertCo
                              state, steps, dt, width_margin, time_margin, wheelbase)
     total = int(steps.max())
     max_wheel = math.radians(cfg.max_steer_deg)
-    proceed = ego_rollout(path, v, cfg.proceed_accel, max(cap_speed, cfg.min_proceed_speed), stop_at, total,
+    proceed = ego_rollout(path, v, cfg.proceed_accel, limits, stop_at, total,
                           dt, cfg.wheelbase, max_wheel, lookahead)
-    conflict = first_conflict(_ego_boxes(proceed, scene, cfg), proceed.s, actors, dt)
-    if conflict is None:
-        return None
-    actor_id = actors.ids[conflict.actor]
-    kind = f"conflict_{actors.kinds[conflict.actor]}"
-    room = conflict.s_before - cfg.conflict_s0
-    if room > 0.5:
-        return SpeedCap(stop_speed(room, cfg), kind, conflict.s_before, actor_id)
-    if v > 0.5:
-        # already at the conflict: stopping only helps if it avoids the overlap or postpones it
-        brake = ego_rollout(path, v, -cfg.brake_decel, 0.0, stop_at, total, dt, cfg.wheelbase, max_wheel,
-                            lookahead)
-        braking = first_conflict(_ego_boxes(brake, scene, cfg), brake.s, actors, dt)
-        if braking is not None and braking.step < conflict.step:
+    proceed_boxes = _ego_boxes(proceed, scene, cfg)
+    active = np.ones(len(actors.ids), dtype=bool)
+    while True:
+        conflict = first_conflict(proceed_boxes, proceed.s, actors, dt, active)
+        if conflict is None:
             return None
-    return SpeedCap(0.0, kind, conflict.s_before, actor_id)
+        j = conflict.actor
+        room = max(conflict.s_before - cfg.conflict_s0, 0.0)
+        if actors.kinds[j] == "vehicle" and _yield_fails(scene, path, cfg, actors, j, room, total, lookahead):
+            # the vehicle would run into the ego wherever it stops: its side or rear, not the ego's front.
+            # Stopping would not help (and a straight-line forecast of a car following the ego round a
+            # curve looks like this): leave it to the other driver
+            active[j] = False
+            continue
+        kind = f"conflict_{actors.kinds[j]}"
+        speed = stop_speed(room, cfg) if room > 0.5 else 0.0
+        return SpeedCap(speed, kind, conflict.s_before, actors.ids[j])
+
+
+def _yield_fails(scene: Scene, path: RoutePath, cfg: ExpertConfig, actors: ActorForecast, column: int,
+                 room: float, steps: int, lookahead: Callable[[float], float]) -> bool:
+    """Whether actor ``column`` still meets the ego if the ego stops within ``room`` metres."""
+    ego = scene.ego
+    stopping = ego_rollout(path, max(float(ego.speed), 0.0), -cfg.brake_decel, None, room, steps, cfg.forecast_dt,
+                           cfg.wheelbase, math.radians(cfg.max_steer_deg), lookahead)
+    boxes = stopping.boxes(ego.half_length, ego.half_width, 0.2, 0.0, 0.1)
+    return overlaps(boxes, actors, column)
 
 
 def _ego_boxes(forecast: EgoForecast, scene: Scene, cfg: ExpertConfig) -> np.ndarray:

@@ -68,6 +68,23 @@ def curve_cap(path: RoutePath, cfg: ExpertConfig) -> SpeedCap | None:
     return SpeedCap(float(reach[i]), "curve", float(path.s[near][i]))
 
 
+def limit_profile(path: RoutePath, scene: Scene, cfg: ExpertConfig) -> np.ndarray:
+    """Allowed speed (m/s) at every path point from the limit, curves and junctions, with the braking
+    towards every lower speed further on already applied (``plan_decel``)."""
+    limit = np.full(path.n, cruise_speed(scene, cfg))
+    if path.n >= 3:
+        kappa = path.curvature(cfg.curvature_window)
+        limit = np.minimum(limit, np.maximum(np.sqrt(cfg.lateral_accel / np.maximum(kappa, 1e-6)),
+                                             cfg.min_curve_speed))
+    for span in path.junctions():
+        limit[(path.s >= span.start) & (path.s <= span.end)] = np.minimum(
+            limit[(path.s >= span.start) & (path.s <= span.end)], cfg.junction_speed)
+    # allowed_i = min_{j >= i} sqrt(v_j^2 + 2 b (s_j - s_i)): a reversed running minimum
+    energy = limit ** 2 + 2.0 * cfg.plan_decel * path.s
+    reach = np.minimum.accumulate(energy[::-1])[::-1]
+    return np.sqrt(np.maximum(reach - 2.0 * cfg.plan_decel * path.s, 0.0))
+
+
 def junction_cap(path: RoutePath, scene: Scene, cfg: ExpertConfig) -> SpeedCap | None:
     """``junction_speed`` inside junctions, braking towards it before the next one."""
     if scene.in_junction:

@@ -14,6 +14,7 @@ import numpy as np
 from driving.scene import Scene
 
 JUNCTION_OPTIONS = ("LEFT", "RIGHT", "STRAIGHT")  # the planner labels junction connectors with these
+MIN_STEP = 0.2  # m a route point must advance along the route's direction to be kept
 
 
 @dataclass(frozen=True)
@@ -27,13 +28,29 @@ class RoutePath:
     """``scene.route`` as arrays: ``xy`` (N, 2) ego frame, ``s`` (N,) metres, ``heading`` (N,) radians."""
 
     def __init__(self, scene: Scene, horizon: float = 100.0) -> None:
-        pts = [(p.ego_x, p.ego_y, p.distance) for p in scene.route if p.distance <= horizon]
-        if not pts:
-            pts = [(0.0, 0.0, 0.0)]
-        arr = np.asarray(pts, dtype=float)
+        kept: list[tuple[float, float, float]] = []
+        self.options: list[str] = []
+        direction = None
+        for p in scene.route:
+            if p.distance > horizon:
+                break
+            if kept:
+                dx, dy = p.ego_x - kept[-1][0], p.ego_y - kept[-1][1]
+                # junction connectors may start a little behind the end of the lane before them (a
+                # backward hop of ~0.7 m at dead-end U-turns): skip points that do not move on
+                if direction is not None and dx * direction[0] + dy * direction[1] < MIN_STEP:
+                    continue
+                norm = math.hypot(dx, dy)
+                if norm < 1e-6:
+                    continue
+                direction = (dx / norm, dy / norm)
+            kept.append((p.ego_x, p.ego_y, p.distance))
+            self.options.append(p.road_option)
+        if not kept:
+            kept, self.options = [(0.0, 0.0, 0.0)], ["VOID"]
+        arr = np.asarray(kept, dtype=float)
         self.xy = arr[:, :2]
         self.s = arr[:, 2]
-        self.options = [p.road_option for p in scene.route[: len(pts)]]
         n = len(self.s)
         if n >= 2:
             step = np.diff(self.xy, axis=0)
@@ -42,6 +59,13 @@ class RoutePath:
         else:
             self.heading = np.zeros(1)
         self.n = n
+
+        # heading at segment midpoints, unwrapped: heading_at interpolates between them
+        if n >= 2:
+            self._s_mid = 0.5 * (self.s[:-1] + self.s[1:])
+            self._psi_mid = np.unwrap(self.heading[:-1])
+        else:
+            self._s_mid, self._psi_mid = np.zeros(1), np.zeros(1)
 
     @property
     def length(self) -> float:
@@ -57,6 +81,24 @@ class RoutePath:
         t = 0.0 if ds <= 1e-9 else min(max((dist - self.s[i]) / ds, 0.0), 1.0)
         p = self.xy[i] + t * (self.xy[i + 1] - self.xy[i])
         return float(p[0]), float(p[1])
+
+    def point_beyond(self, radius: float) -> tuple[float, float]:
+        """The first route point at least ``radius`` metres from the ego's centre (else the last)."""
+        far = np.flatnonzero(np.hypot(self.xy[:, 0], self.xy[:, 1]) >= radius)
+        x, y = self.xy[int(far[0]) if far.size else self.n - 1]
+        return float(x), float(y)
+
+    def heading_at(self, dist: float) -> float:
+        """Route heading (rad, ego frame, positive = right) at ``dist`` metres along it."""
+        return float(np.interp(dist, self._s_mid, self._psi_mid))
+
+    def curvature_at(self, dist: float, window: float) -> float:
+        """Signed curvature (1/m, positive = turning right) over ``window`` metres centred on ``dist``."""
+        lo = max(dist - window / 2.0, float(self._s_mid[0]))
+        hi = min(dist + window / 2.0, float(self._s_mid[-1]))
+        if hi - lo < 0.5:
+            return 0.0
+        return (self.heading_at(hi) - self.heading_at(lo)) / (hi - lo)
 
     def curvature(self, window: float) -> np.ndarray:
         """|d heading / ds| (1/m) at every point, measured over ``window`` metres centred on it."""
