@@ -184,8 +184,8 @@ def main() -> None:
     parser.add_argument("--route-points", type=int, default=60)
     parser.add_argument("--horizon", type=int, default=20, help="infraction_horizon of the loader")
     parser.add_argument("--repeat", type=int, default=5, help="loads to time (the best counts)")
-    parser.add_argument("--compression", default="gzip", type=lambda v: None if v == "none" else v,
-                        choices=list(storage.FILTERS), help="EpisodeWriter compression: gzip | lzf | none")
+    parser.add_argument("--compression", default="blosc-lz4", type=lambda v: None if v == "none" else v,
+                        choices=list(storage.FILTERS), help="EpisodeWriter compression: blosc-lz4 | gzip | lzf | none")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--scenes", type=int, default=2000, help="scene(i) calls to time")
     parser.add_argument("--compare-compression", action="store_true",

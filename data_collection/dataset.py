@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import h5py
+import hdf5plugin  # noqa: F401 - registers the Blosc filter the episode files use
 import numpy as np
 
 from data_collection.schema import (
