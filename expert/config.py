@@ -44,7 +44,11 @@ class ExpertConfig:
     follow_time_gap: float = 0.9  # s, IDM T behind a moving vehicle
     pedestrian_s0: float = 4.0  # m, standstill gap before a pedestrian in the path
     static_s0: float = 2.5  # m, standstill gap before a static obstacle
-    path_margin: float = 0.45  # m beyond the two half-widths: an actor this close to the route is in the path
+    path_margin: float = 0.45  # m beyond the two half-widths: a vehicle or prop this close to the route is in the path
+    pedestrian_path_margin: float = 0.25  # m, the same for a pedestrian (one at the kerb is not in the way)
+    nudge_clearance: float = 0.45  # m of side room wanted passing a standing walker or prop ...
+    max_nudge: float = 0.45  # m ... by moving over within the lane at most this far
+    nudge_horizon: float = 20.0  # m along the route where such actors are looked for
     path_horizon: float = 60.0  # m of route searched for actors in the path
     aligned_angle: float = 50.0  # deg, an actor heading within this of the route is followed (not crossing)
 
@@ -65,14 +69,19 @@ class ExpertConfig:
     proceed_accel: float = 2.5  # m/s^2, the ego's forecast accelerates like this towards its target
     ego_length_margin: float = 0.6  # m added to the ego's half-length in the forecast ...
     ego_length_margin_per_speed: float = 0.1  # s, ... plus this x the forecast speed
-    ego_width_margin: float = 0.25  # m added to the ego's half-width in the forecast
-    vehicle_width_margin: float = 0.15  # m added to a vehicle's half-width
+    ego_width_margin: float = 0.12  # m added to the ego's half-width in the forecast ...
+    ego_width_margin_per_speed: float = 0.01  # s ... plus this x the forecast speed
+    vehicle_width_margin: float = 0.15  # m added to the half-width of a moving vehicle (none standing)
     vehicle_time_margin: float = 0.5  # s: a vehicle's box is stretched by speed x this, both ways
-    pedestrian_margin: float = 0.3  # m added to a pedestrian's half-extents
+    pedestrian_margin: float = 0.3  # m added to a pedestrian's half-length (along its walk) ...
+    pedestrian_side_margin: float = 0.1  # m ... and half-width: walkers beside the road pass close
     pedestrian_time_margin: float = 0.6  # s, like vehicle_time_margin for pedestrians
+    pedestrian_standing_speed: float = 0.2  # m/s, slower walkers get no pedestrian_margin
     pedestrian_horizon: float = 3.0  # s, pedestrians are forecast this far
     conflict_s0: float = 1.5  # m, stop this far before the forecast conflict position
     rear_ignore_angle: float = 60.0  # deg, vehicles behind the ego heading within this of it are ignored
+    trail_length: float = 40.0  # m of the route already driven where vehicles count as followers ...
+    trail_width: float = 1.6  # m ... when this close to it (and heading along it): never yielded to
     oncoming_angle: float = 150.0  # deg, vehicles heading at least this far from the ego are oncoming
     brake_decel: float = 6.0  # m/s^2, the "yield" forecast brakes like this (at most, to stop in time)
 

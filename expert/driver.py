@@ -19,11 +19,13 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from driving.actions import SPEED_LEVELS_DEFAULT, Action, ActionDriver, SpeedLevels
 from driving.scene import Scene
 from driving.types import Route
 from expert.config import ExpertConfig
-from expert.hazards import ActorTable, conflict_cap, path_caps
+from expert.hazards import ActorTable, conflict_cap, followers, nudge_offset, path_caps
 from expert.lateral import steering_angle
 from expert.longitudinal import (
     SpeedCap,
@@ -63,6 +65,29 @@ class ExpertDriver(ActionDriver):
         super().reset(route)
         self.route = route
         self.debug = {}
+        self._dense = np.array([(w.x, w.y) for w in route.dense], dtype=float).reshape(-1, 2)
+
+    def _trail(self, scene: Scene) -> np.ndarray | None:
+        """The route driven just before the ego's projection (ego frame, oldest first), from ``reset``'s
+        route: the dense point nearest the projection that heads the way the route does there."""
+        dense = getattr(self, "_dense", None)
+        if dense is None or len(dense) < 2 or len(scene.route) < 2:
+            return None
+        p0, p1 = scene.route[0], scene.route[1]
+        d = np.hypot(dense[:, 0] - p0.x, dense[:, 1] - p0.y)
+        near = np.flatnonzero(d < 1.5)
+        if near.size == 0:
+            return None
+        step = np.diff(dense, axis=0, append=dense[-1:] + (dense[-1:] - dense[-2:-1]))
+        aligned = near[(step[near, 0] * (p1.x - p0.x) + step[near, 1] * (p1.y - p0.y)) > 0.0]
+        if aligned.size == 0:
+            return None
+        i = int(aligned[np.argmin(d[aligned])])
+        first = max(0, i - int(self.config.trail_length))
+        pts = np.vstack([dense[first:i + 1], [[p0.x, p0.y]]])
+        c, s = math.cos(math.radians(scene.ego.yaw)), math.sin(math.radians(scene.ego.yaw))
+        dx, dy = pts[:, 0] - scene.ego.x, pts[:, 1] - scene.ego.y
+        return np.stack([c * dx + s * dy, -s * dx + c * dy], axis=1)
 
     # ------------------------------------------------------------------ the decision
     def act(self, scene: Scene) -> Action:
@@ -72,6 +97,11 @@ class ExpertDriver(ActionDriver):
             self.debug = {"kind": "route_end", "actor_id": None, "distance": 0.0, "target_speed": 0.0}
             return Action("STOP", 0.0, 0.0)
         speed = float(scene.ego.speed)
+        table = ActorTable.of(scene, path, cfg.forecast_radius)
+        offset = nudge_offset(scene, table, cfg)
+        if offset:
+            path = path.shifted(offset)
+            table = ActorTable.of(scene, path, cfg.forecast_radius)
         steering = steering_angle(path, speed, self.steering.aim_distance(speed), cfg)
 
         caps: list[SpeedCap] = [SpeedCap(cruise_speed(scene, cfg), "cruise")]
@@ -79,19 +109,19 @@ class ExpertDriver(ActionDriver):
                     stop_sign_cap(scene, cfg)):
             if cap is not None:
                 caps.append(cap)
-        table = ActorTable.of(scene, path, cfg.forecast_radius)
         actor_caps, leaders = path_caps(scene, table, path, cfg)
         caps += actor_caps
         stop_at = self._stop_at(caps, scene)
         limits = limit_profile(path, scene, cfg)
-        conflict = conflict_cap(scene, table, path, cfg, leaders, limits, stop_at, self.steering.aim_distance)
+        ignore = leaders | followers(table, self._trail(scene), cfg)
+        conflict = conflict_cap(scene, table, path, cfg, ignore, limits, stop_at, self.steering.aim_distance)
         if conflict is not None:
             caps.append(conflict)
         best = min(caps, key=lambda c: c.speed)
         target = max(0.0, best.speed)
         level = self.levels.label(target, scene)
         self.debug = {"kind": best.kind, "actor_id": best.actor_id, "distance": best.distance,
-                      "target_speed": target, "caps": {c.kind: round(c.speed, 2) for c in sorted(
+                      "target_speed": target, "offset": offset, "caps": {c.kind: round(c.speed, 2) for c in sorted(
                           caps, key=lambda c: -c.speed)}}
         return Action(level, steering, target)
 

@@ -52,8 +52,9 @@ class EgoForecast:
     s: np.ndarray
 
     def boxes(self, half_length: float, half_width: float, front_margin: float, per_speed: float,
-              width_margin: float) -> np.ndarray:
-        """(T+1, 5) boxes, lengthened at the front only (by ``front_margin + per_speed x v``)."""
+              width_margin: float, width_per_speed: float = 0.0) -> np.ndarray:
+        """(T+1, 5) boxes, lengthened at the front only (by ``front_margin + per_speed x v``) and
+        widened by ``width_margin + width_per_speed x v``."""
         extra = front_margin + per_speed * self.v
         shift = 0.5 * extra
         out = np.empty((len(self.x), 5))
@@ -61,19 +62,25 @@ class EgoForecast:
         out[:, 1] = self.y + shift * np.sin(self.yaw)
         out[:, 2] = np.degrees(self.yaw)
         out[:, 3] = half_length + shift
-        out[:, 4] = half_width + width_margin
+        out[:, 4] = half_width + width_margin + width_per_speed * self.v
         return out
 
 
+CurvatureLaw = Callable[[float, float, float, float, float], float]  # (x, y, yaw, s, v) -> 1/m
+
+
 def ego_rollout(path: RoutePath, speed: float, accel: float, limits: np.ndarray | None, stop_at: float,
-                steps: int, dt: float, wheelbase: float, max_wheel: float,
-                lookahead: Callable[[float], float]) -> EgoForecast:
-    """Roll the ego out along ``path``. ``accel`` >= 0: speed rises at ``accel`` up to ``limits`` (the
-    allowed speed at each path point, braking already planned in); ``accel`` < 0: it brakes at that
-    rate. Travel never passes ``stop_at`` metres."""
+                steps: int, dt: float, wheelbase: float, max_wheel: float, law: CurvatureLaw) -> EgoForecast:
+    """Roll the ego's bicycle out along ``path``, steered by ``law`` (the expert's own lateral law).
+
+    ``accel`` >= 0: speed rises at ``accel`` up to ``limits`` (the allowed speed at each path point,
+    braking already planned in); ``accel`` < 0: it brakes at that rate. Travel never passes
+    ``stop_at`` metres. ``s`` is the distance travelled, taken as the arc length along the path.
+    """
     xs, ys, yaws, vs, ss = [0.0], [0.0], [0.0], [max(speed, 0.0)], [0.0]
     x = y = yaw = s = 0.0
     v = max(speed, 0.0)
+    max_beta = math.atan(0.5 * math.tan(max_wheel))
     for _ in range(steps):
         if accel >= 0.0 and limits is not None:
             v_next = min(v + accel * dt, float(np.interp(s + v * dt, path.s, limits)))
@@ -85,15 +92,10 @@ def ego_rollout(path: RoutePath, speed: float, accel: float, limits: np.ndarray 
             v_next = 0.0
         elif 0.5 * (v + v_next) * dt > room:
             v_next = max(0.0, 2.0 * room / dt - v)
-        aim_x, aim_y = path.point_at(s + lookahead(v))
-        # pure pursuit from the current pose to the aim point
-        dx, dy = aim_x - x, aim_y - y
-        c, sn = math.cos(yaw), math.sin(yaw)
-        lx, ly = c * dx + sn * dy, -sn * dx + c * dy
-        d2 = max(lx * lx + ly * ly, 1e-6)
-        wheel = max(-max_wheel, min(max_wheel, math.atan(2.0 * ly / d2 * wheelbase)))
+        kappa = law(x, y, yaw, s, v)
+        # centre-referenced bicycle: slip angle from curvature, limited by the steering lock
+        beta = max(-max_beta, min(max_beta, math.asin(max(-1.0, min(1.0, 0.5 * kappa * wheelbase)))))
         vm = 0.5 * (v + v_next)
-        beta = math.atan(0.5 * math.tan(wheel))
         x += vm * math.cos(yaw + beta) * dt
         y += vm * math.sin(yaw + beta) * dt
         yaw += vm * 2.0 * math.sin(beta) / wheelbase * dt

@@ -18,7 +18,16 @@ import numpy as np
 
 from driving.scene import Actor, Scene
 from expert.config import ExpertConfig
-from expert.forecast import ActorForecast, EgoForecast, ego_rollout, first_conflict, forecast_actors, overlaps
+from expert.forecast import (
+    ActorForecast,
+    CurvatureLaw,
+    EgoForecast,
+    ego_rollout,
+    first_conflict,
+    forecast_actors,
+    overlaps,
+)
+from expert.lateral import off_route, planned_curvature
 from expert.longitudinal import SpeedCap, idm_speed, stop_speed
 from expert.path import RoutePath, wrap_rad
 
@@ -60,7 +69,9 @@ def path_caps(scene: Scene, table: ActorTable, path: RoutePath, cfg: ExpertConfi
     s_rel, c_rel = np.abs(np.sin(table.rel)), np.abs(np.cos(table.rel))
     across = table.half_length * s_rel + table.half_width * c_rel
     along_ext = table.half_length * c_rel + table.half_width * s_rel
-    in_path = ((np.abs(table.lateral) < ego.half_width + across + cfg.path_margin) & (table.x > 0.0)
+    margin = np.array([cfg.pedestrian_path_margin if a.kind == "pedestrian" else cfg.path_margin
+                       for a in table.actors])
+    in_path = ((np.abs(table.lateral) < ego.half_width + across + margin) & (table.x > 0.0)
                & (table.along > 0.5) & (table.along < cfg.path_horizon))
     aligned_limit = math.radians(cfg.aligned_angle)
     for i in np.flatnonzero(in_path).tolist():
@@ -81,6 +92,50 @@ def path_caps(scene: Scene, table: ActorTable, path: RoutePath, cfg: ExpertConfi
     return caps, leaders
 
 
+def nudge_offset(scene: Scene, table: ActorTable, cfg: ExpertConfig) -> float:
+    """Sideways offset (m, positive = right) to pass standing walkers and props close to the path with
+    ``nudge_clearance`` to spare, at most ``max_nudge``; 0 when none, or when both sides need room."""
+    if not table.actors:
+        return 0.0
+    half = scene.ego.half_width
+    need = {1.0: 0.0, -1.0: 0.0}  # room wanted on the right / left of the ego's path
+    for i, actor in enumerate(table.actors):
+        standing = actor.kind == "static" or (actor.kind == "pedestrian"
+                                              and abs(actor.speed) <= cfg.pedestrian_standing_speed)
+        if not standing or not 0.0 < table.along[i] < cfg.nudge_horizon:
+            continue
+        rel = float(table.rel[i])
+        across = actor.half_length * abs(math.sin(rel)) + actor.half_width * abs(math.cos(rel))
+        clearance = abs(float(table.lateral[i])) - half - across
+        if -cfg.max_nudge < clearance < cfg.nudge_clearance:
+            side = 1.0 if table.lateral[i] >= 0.0 else -1.0
+            need[side] = max(need[side], cfg.nudge_clearance - clearance)
+    if need[1.0] > 0.0 and need[-1.0] > 0.0:
+        return 0.0
+    return -min(need[1.0], cfg.max_nudge) if need[1.0] > 0.0 else min(need[-1.0], cfg.max_nudge)
+
+
+def followers(table: ActorTable, trail: np.ndarray | None, cfg: ExpertConfig) -> set[int]:
+    """Vehicles on the route the ego has just driven (``trail``: ego-frame points, oldest first, the
+    last one the ego's projection), heading along it: they follow the ego, even round a curve."""
+    if trail is None or len(trail) < 2 or not table.actors:
+        return set()
+    seg = np.diff(trail, axis=0)
+    length = np.maximum(np.hypot(seg[:, 0], seg[:, 1]), 1e-9)
+    u = seg / length[:, None]
+    rx = table.x[:, None] - trail[None, :-1, 0]
+    ry = table.y[:, None] - trail[None, :-1, 1]
+    t = np.clip(rx * u[None, :, 0] + ry * u[None, :, 1], 0.0, length[None, :])
+    d2 = (rx - t * u[None, :, 0]) ** 2 + (ry - t * u[None, :, 1]) ** 2
+    k = np.argmin(d2, axis=1)
+    rows = np.arange(len(table.actors))
+    heading = np.arctan2(u[k, 1], u[k, 0])
+    aligned = np.abs(wrap_rad(table.yaw - heading)) < math.radians(cfg.aligned_angle)
+    on_trail = np.sqrt(d2[rows, k]) < cfg.trail_width
+    return {table.actors[i].id for i in np.flatnonzero(aligned & on_trail & (table.x < 0.0)).tolist()
+            if table.actors[i].kind == "vehicle"}
+
+
 def junction_within_reach(scene: Scene, path: RoutePath, cfg: ExpertConfig) -> bool:
     if scene.in_junction:
         return True
@@ -89,10 +144,11 @@ def junction_within_reach(scene: Scene, path: RoutePath, cfg: ExpertConfig) -> b
     return bool(spans) and spans[0].start <= reach
 
 
-def conflict_cap(scene: Scene, table: ActorTable, path: RoutePath, cfg: ExpertConfig, leaders: set[int],
-                 limits: np.ndarray, stop_at: float, lookahead: Callable[[float], float]) -> SpeedCap | None:
+def conflict_cap(scene: Scene, table: ActorTable, path: RoutePath, cfg: ExpertConfig, ignore: set[int],
+                 limits: np.ndarray, stop_at: float, aim: Callable[[float], float]) -> SpeedCap | None:
     """A cap from the first forecast overlap between the ego (going on at up to ``limits``, never
-    past ``stop_at`` m) and the actors that may cross its path; None when the way is clear."""
+    past ``stop_at`` m) and the actors that may cross its path (not those in ``ignore``: leaders,
+    followers); None when the way is clear."""
     if not table.actors:
         return None
     ego = scene.ego
@@ -102,7 +158,7 @@ def conflict_cap(scene: Scene, table: ActorTable, path: RoutePath, cfg: ExpertCo
     is_vehicle = np.array([k == "vehicle" for k in kinds])
     is_ped = np.array([k == "pedestrian" for k in kinds])
     ego_rel = np.abs(wrap_rad(table.yaw))
-    relevant = np.array([a.id not in leaders for a in table.actors])
+    relevant = np.array([a.id not in ignore for a in table.actors])
     # traffic behind the ego going its way is the followers' business
     relevant &= ~(is_vehicle & (table.x < -ego.half_length) & (ego_rel < math.radians(cfg.rear_ignore_angle)))
     if not near_junction:
@@ -125,28 +181,33 @@ def conflict_cap(scene: Scene, table: ActorTable, path: RoutePath, cfg: ExpertCo
                       table.half_length[idx], table.half_width[idx]], axis=1)
     ped = is_ped[idx]
     static = np.array([kinds[i] == "static" for i in idx.tolist()])
-    width_margin = np.where(ped, cfg.pedestrian_margin, np.where(static, 0.1, cfg.vehicle_width_margin))
-    state[:, 4] += np.where(ped, cfg.pedestrian_margin, 0.0)
+    moving = np.abs(state[:, 3]) > 1.0
+    width_margin = np.where(ped, cfg.pedestrian_side_margin,
+                            np.where(static | ~moving, 0.05, cfg.vehicle_width_margin))
+    # a walker standing at the kerb is only where it stands (SUMO walkers wait there for a gap)
+    walking = np.abs(state[:, 3]) > cfg.pedestrian_standing_speed
+    state[:, 4] += np.where(ped & walking, cfg.pedestrian_margin, 0.0)
     time_margin = np.where(ped, cfg.pedestrian_time_margin, cfg.vehicle_time_margin)
     wheelbase = np.maximum(2.0 * state[:, 4] * cfg.vehicle_wheelbase_ratio, 0.5)
     actors = forecast_actors([table.actors[i].id for i in idx.tolist()], [kinds[i] for i in idx.tolist()],
                              state, steps, dt, width_margin, time_margin, wheelbase)
     total = int(steps.max())
     max_wheel = math.radians(cfg.max_steer_deg)
-    proceed = ego_rollout(path, v, cfg.proceed_accel, limits, stop_at, total,
-                          dt, cfg.wheelbase, max_wheel, lookahead)
+    law = _curvature_law(path, cfg, aim)
+    proceed = ego_rollout(path, v, cfg.proceed_accel, limits, stop_at, total, dt, cfg.wheelbase, max_wheel, law)
     proceed_boxes = _ego_boxes(proceed, scene, cfg)
     active = np.ones(len(actors.ids), dtype=bool)
+    rear = math.radians(cfg.rear_ignore_angle)
     while True:
         conflict = first_conflict(proceed_boxes, proceed.s, actors, dt, active)
         if conflict is None:
             return None
         j = conflict.actor
         room = max(conflict.s_before - cfg.conflict_s0, 0.0)
-        if actors.kinds[j] == "vehicle" and _yield_fails(scene, path, cfg, actors, j, room, total, lookahead):
-            # the vehicle would run into the ego wherever it stops: its side or rear, not the ego's front.
-            # Stopping would not help (and a straight-line forecast of a car following the ego round a
-            # curve looks like this): leave it to the other driver
+        behind = actors.boxes[0, j, 0] < 0.0 and abs(wrap_rad(math.radians(actors.boxes[0, j, 2]))) < rear
+        if actors.kinds[j] == "vehicle" and behind and _yield_fails(scene, path, cfg, actors, j, room, total, law):
+            # a vehicle from behind that would run into the ego wherever it stops: stopping would not
+            # help (a straight-line forecast of a car following the ego round a curve looks like this)
             active[j] = False
             continue
         kind = f"conflict_{actors.kinds[j]}"
@@ -155,15 +216,29 @@ def conflict_cap(scene: Scene, table: ActorTable, path: RoutePath, cfg: ExpertCo
 
 
 def _yield_fails(scene: Scene, path: RoutePath, cfg: ExpertConfig, actors: ActorForecast, column: int,
-                 room: float, steps: int, lookahead: Callable[[float], float]) -> bool:
+                 room: float, steps: int, law: CurvatureLaw) -> bool:
     """Whether actor ``column`` still meets the ego if the ego stops within ``room`` metres."""
     ego = scene.ego
     stopping = ego_rollout(path, max(float(ego.speed), 0.0), -cfg.brake_decel, None, room, steps, cfg.forecast_dt,
-                           cfg.wheelbase, math.radians(cfg.max_steer_deg), lookahead)
+                           cfg.wheelbase, math.radians(cfg.max_steer_deg), law)
     boxes = stopping.boxes(ego.half_length, ego.half_width, 0.2, 0.0, 0.1)
     return overlaps(boxes, actors, column)
 
 
+def _curvature_law(path: RoutePath, cfg: ExpertConfig, aim: Callable[[float], float]) -> CurvatureLaw:
+    """The expert's lateral law at any forecast pose (``expert.lateral``)."""
+
+    def law(x: float, y: float, yaw: float, s: float, v: float) -> float:
+        if off_route(path, cfg, x, y, yaw, s):
+            ax, ay = path.point_at(s + aim(v))
+            c, sn = math.cos(yaw), math.sin(yaw)
+            lx, ly = c * (ax - x) + sn * (ay - y), -sn * (ax - x) + c * (ay - y)
+            return 2.0 * ly / max(lx * lx + ly * ly, 1e-6)
+        return planned_curvature(path, v, cfg, x, y, yaw, s)
+
+    return law
+
+
 def _ego_boxes(forecast: EgoForecast, scene: Scene, cfg: ExpertConfig) -> np.ndarray:
     return forecast.boxes(scene.ego.half_length, scene.ego.half_width, cfg.ego_length_margin,
-                          cfg.ego_length_margin_per_speed, cfg.ego_width_margin)
+                          cfg.ego_length_margin_per_speed, cfg.ego_width_margin, cfg.ego_width_margin_per_speed)

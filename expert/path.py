@@ -6,6 +6,7 @@ the ego centre's projection), so the expert stays a pure function of the Scene.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -66,6 +67,14 @@ class RoutePath:
             self._psi_mid = np.unwrap(self.heading[:-1])
         else:
             self._s_mid, self._psi_mid = np.zeros(1), np.zeros(1)
+
+    def shifted(self, offset: float) -> RoutePath:
+        """The same route moved ``offset`` metres sideways (positive = to its right), e.g. to pass a
+        walker at the kerb with room to spare; arc lengths and labels are kept."""
+        out = copy.copy(self)
+        normal = np.stack([-np.sin(self.heading), np.cos(self.heading)], axis=1)
+        out.xy = self.xy + offset * normal
+        return out
 
     @property
     def length(self) -> float:
