@@ -28,9 +28,9 @@ class ExpertConfig:
     # ------------------------------------------------------------------ free driving
     cruise_factor: float = 1.0  # x the lane's speed limit when nothing is in the way
     max_speed: float = 13.9  # m/s, never plan faster (SpeedLevels.max_move)
-    lateral_accel: float = 3.2  # m/s^2 allowed in curves: v <= sqrt(lateral_accel / curvature)
+    lateral_accel: float = 4.5  # m/s^2 allowed in curves: v <= sqrt(lateral_accel / curvature) (SUMO: 5.5)
     min_curve_speed: float = 2.0  # m/s, the curve limit never goes below this (dead-end U-turns: R ~ 2 m)
-    curvature_window: float = 3.0  # m, heading change is measured over this arc (smooths the 1 m points)
+    curvature_window: float = 5.0  # m, heading change is measured over this arc (the turn, not its kinks)
     curve_horizon: float = 45.0  # m of route checked for curves
     junction_speed: float = 11.0  # m/s inside junctions (even straight through)
     plan_decel: float = 3.0  # m/s^2, deceleration planned towards a lower speed ahead (curves, junctions)
@@ -44,7 +44,7 @@ class ExpertConfig:
     follow_time_gap: float = 0.9  # s, IDM T behind a moving vehicle
     pedestrian_s0: float = 4.0  # m, standstill gap before a pedestrian in the path
     static_s0: float = 2.5  # m, standstill gap before a static obstacle
-    path_margin: float = 0.45  # m beyond the two half-widths: a vehicle or prop this close to the route is in the path
+    path_margin: float = 0.3  # m beyond the two half-widths: a vehicle or prop this close to the route is in the path
     pedestrian_path_margin: float = 0.25  # m, the same for a pedestrian (one at the kerb is not in the way)
     nudge_clearance: float = 0.45  # m of side room wanted passing a standing walker or prop ...
     max_nudge: float = 0.45  # m ... by moving over within the lane at most this far
@@ -78,11 +78,14 @@ class ExpertConfig:
     pedestrian_time_margin: float = 0.6  # s, like vehicle_time_margin for pedestrians
     pedestrian_standing_speed: float = 0.2  # m/s, slower walkers get no pedestrian_margin
     pedestrian_horizon: float = 3.0  # s, pedestrians are forecast this far
-    conflict_s0: float = 1.5  # m, stop this far before the forecast conflict position
+    conflict_s0: float = 1.5  # m, stop this far before the forecast conflict position ...
+    junction_wait_s0: float = 0.5  # m ... or, for a conflict in the junction ahead, this far before its entry
     rear_ignore_angle: float = 60.0  # deg, vehicles behind the ego heading within this of it are ignored
     trail_length: float = 40.0  # m of the route already driven where vehicles count as followers ...
     trail_width: float = 1.6  # m ... when this close to it (and heading along it): never yielded to
     oncoming_angle: float = 150.0  # deg, vehicles heading at least this far from the ego are oncoming
+    contact_speed: float = 0.3  # m/s: slower than this, a walker within contact_margin of the box ...
+    contact_margin: float = 0.15  # m ... keeps the ego standing (see hazards.contact_cap)
     brake_decel: float = 6.0  # m/s^2, the "yield" forecast brakes like this (at most, to stop in time)
 
     # ------------------------------------------------------------------ misc

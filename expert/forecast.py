@@ -156,14 +156,17 @@ class Conflict:
 
 
 def first_conflict(ego_boxes: np.ndarray, ego_s: np.ndarray, actors: ActorForecast, dt: float,
-                   active: np.ndarray | None = None) -> Conflict | None:
+                   active: np.ndarray | None = None, front: float = 0.0) -> Conflict | None:
     """The first step at which the ego's box overlaps an actor's (None if never); only the columns
-    where ``active`` is True count (all if None)."""
+    where ``active`` is True count (all if None). ``front``: ego-frame x of the ego's front bumper."""
     if not actors.ids:
         return None
     steps = min(len(ego_boxes), actors.boxes.shape[0])
+    # an actor overlapping the ego's box already, beside or behind its front, is one moving on takes
+    # the ego away from (a walker who stepped against the standing car): no conflict to avoid
+    now = obb_overlap(ego_boxes[0], actors.boxes[0]) & (actors.boxes[0, :, 0] < front)
     for k in range(steps):
-        hits = obb_overlap(ego_boxes[k], actors.boxes[k])
+        hits = obb_overlap(ego_boxes[k], actors.boxes[k]) & ~now
         if active is not None:
             hits &= active
         if hits.any():

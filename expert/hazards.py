@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from driving.geometry import obb_overlap
 from driving.scene import Actor, Scene
 from expert.config import ExpertConfig
 from expert.forecast import (
@@ -71,8 +72,11 @@ def path_caps(scene: Scene, table: ActorTable, path: RoutePath, cfg: ExpertConfi
     along_ext = table.half_length * c_rel + table.half_width * s_rel
     margin = np.array([cfg.pedestrian_path_margin if a.kind == "pedestrian" else cfg.path_margin
                        for a in table.actors])
-    in_path = ((np.abs(table.lateral) < ego.half_width + across + margin) & (table.x > 0.0)
-               & (table.along > 0.5) & (table.along < cfg.path_horizon))
+    # ahead: its near end beyond a point a metre behind the front bumper (one beside the ego is not
+    # in its way forward; the forecast looks after it)
+    ahead = table.along - along_ext > ego.half_length - 1.0
+    in_path = ((np.abs(table.lateral) < ego.half_width + across + margin) & (table.x > 0.0) & ahead
+               & (table.along < cfg.path_horizon))
     aligned_limit = math.radians(cfg.aligned_angle)
     for i in np.flatnonzero(in_path).tolist():
         actor = table.actors[i]
@@ -90,6 +94,22 @@ def path_caps(scene: Scene, table: ActorTable, path: RoutePath, cfg: ExpertConfi
             s0 = cfg.pedestrian_s0 if actor.kind == "pedestrian" else cfg.static_s0
             caps.append(SpeedCap(stop_speed(gap - s0, cfg), actor.kind, gap, actor.id))
     return caps, leaders
+
+
+def contact_cap(scene: Scene, cfg: ExpertConfig) -> SpeedCap | None:
+    """Hold still while a walker touches the standing ego: SUMO walkers do not see the ego and may walk
+    into it, and moving off with one against the car is a collision (standing still is not)."""
+    ego = scene.ego
+    if abs(ego.speed) > cfg.contact_speed or not scene.pedestrians:
+        return None
+    m = cfg.contact_margin
+    boxes = np.array([(a.ego_x, a.ego_y, a.ego_yaw, a.half_length + m, a.half_width + m)
+                      for a in scene.pedestrians if a.distance < 6.0]).reshape(-1, 5)
+    hits = obb_overlap((0.0, 0.0, 0.0, ego.half_length, ego.half_width), boxes)
+    if not hits.any():
+        return None
+    near = [a for a in scene.pedestrians if a.distance < 6.0]
+    return SpeedCap(0.0, "pedestrian_contact", 0.0, near[int(np.flatnonzero(hits)[0])].id)
 
 
 def nudge_offset(scene: Scene, table: ActorTable, cfg: ExpertConfig) -> float:
@@ -198,8 +218,13 @@ def conflict_cap(scene: Scene, table: ActorTable, path: RoutePath, cfg: ExpertCo
     proceed_boxes = _ego_boxes(proceed, scene, cfg)
     active = np.ones(len(actors.ids), dtype=bool)
     rear = math.radians(cfg.rear_ignore_angle)
+    spans = path.junctions()
+    # travel until the front bumper reaches the next junction (None once inside one)
+    entry = spans[0].start - ego.half_length if spans and not scene.in_junction else None
+    if entry is not None and entry < -0.5:
+        entry = None
     while True:
-        conflict = first_conflict(proceed_boxes, proceed.s, actors, dt, active)
+        conflict = first_conflict(proceed_boxes, proceed.s, actors, dt, active, ego.half_length - 0.5)
         if conflict is None:
             return None
         j = conflict.actor
@@ -211,6 +236,9 @@ def conflict_cap(scene: Scene, table: ActorTable, path: RoutePath, cfg: ExpertCo
             active[j] = False
             continue
         kind = f"conflict_{actors.kinds[j]}"
+        # a conflict in (or beyond) the junction ahead: wait at its entry, not on its crossings
+        if entry is not None and conflict.s_before > entry:
+            room = min(room, max(entry - cfg.junction_wait_s0, 0.0))
         speed = stop_speed(room, cfg) if room > 0.5 else 0.0
         return SpeedCap(speed, kind, conflict.s_before, actors.ids[j])
 
