@@ -7,6 +7,7 @@ branches (2.0 and 2.1 share the criteria; they differ only in scoring, see ``dri
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 # results.json infraction keys (the leaderboard's PENALTY_NAME_DICT values + 'route_timeout')
@@ -102,6 +103,20 @@ class CriteriaParams:
     completion_distance: float = 10.0
     completion_percentage: float = 99.0
     stop_speed: float = 0.1
+    # MinimumSpeedRouteTest (2.x) averages the speed of the *background* vehicles. In the leaderboard
+    # those are BackgroundActivity's, which exist only around the ego: its road vehicles live within
+    # (front vehicles 2 + 1) x 15 m spawn distance + 1.7 m per m/s of ego speed and are destroyed
+    # beyond (scenario_runner leaderboard-2.0 background_activity.py, _get_road_radius /
+    # _compute_parameters). A SUMO world keeps traffic everywhere, so only the vehicles within that
+    # radius of the ego count. None = every vehicle of the world.
+    background_radius: float | None = 45.0
+    background_radius_per_speed: float = 1.7  # m per m/s of ego speed
+
+    def background_reach(self, ego_speed: float) -> float:
+        """Radius (m) around the ego within which vehicles count as background traffic (inf: all)."""
+        if self.background_radius is None:
+            return math.inf
+        return self.background_radius + self.background_radius_per_speed * abs(ego_speed)
 
 
 PARAMS: dict[str, CriteriaParams] = {

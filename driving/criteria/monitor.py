@@ -192,19 +192,20 @@ class RouteMonitor:
         return new
 
     def _scan_boxes(self, tick: WorldTick, ego_reach: float) -> tuple[tuple[list[int], list[str], np.ndarray], float]:
-        """Collision candidates ``(ids, kinds, boxes (M, 5))`` and the mean |speed| of the vehicles
-        (nan if none), from ``tick.actors``."""
+        """Collision candidates ``(ids, kinds, boxes (M, 5))`` and the mean |speed| of the background
+        vehicles (those within ``params.background_reach`` of the ego; nan if none), from ``tick.actors``."""
         ex, ey = tick.ego.x, tick.ego.y
+        background2 = self.params.background_reach(tick.ego.speed) ** 2
         near = []
         speed_sum, vehicles = 0.0, 0
         for a in tick.actors:
             if not -MAX_SANE_SPEED < a.speed < MAX_SANE_SPEED:
                 self._warn_invalid(a.id, a.speed, a.x, a.y)
                 continue
-            if a.kind == "vehicle":
+            dx, dy = a.x - ex, a.y - ey
+            if a.kind == "vehicle" and dx * dx + dy * dy <= background2:
                 speed_sum += abs(a.speed)
                 vehicles += 1
-            dx, dy = a.x - ex, a.y - ey
             reach = ego_reach + a.half_length + a.half_width  # >= the sum of the two radii
             if dx * dx + dy * dy < reach * reach:
                 near.append(a)
@@ -236,13 +237,15 @@ class RouteMonitor:
             reach = ego_radius + np.hypot(data[:, 4], data[:, 5])
             cached = self._actor_consts = (ids, codes, ego_radius, codes == code, reach * reach)
         is_vehicle, reach2 = cached[3], cached[4]
-        vehicle_speeds = abs_speed[is_vehicle if valid is None else valid & is_vehicle]
+        dx, dy = data[:, 0] - float(ego.x), data[:, 1] - float(ego.y)
+        d2 = dx * dx + dy * dy
+        background = is_vehicle & (d2 <= self.params.background_reach(float(ego.speed)) ** 2)
+        vehicle_speeds = abs_speed[background if valid is None else valid & background]
         mean_speed = (float(np.cumsum(vehicle_speeds)[-1]) / len(vehicle_speeds) if len(vehicle_speeds)
                       else math.nan)
         # Candidates: exactly the bounding-circle prefilter of ``obb_overlap`` (same expression),
         # which would reject every other actor anyway.
-        dx, dy = data[:, 0] - float(ego.x), data[:, 1] - float(ego.y)
-        close = dx * dx + dy * dy < reach2
+        close = d2 < reach2
         near = (close if valid is None else valid & close).nonzero()[0]
         if near.size == 0:
             return ([], [], np.zeros((0, 5))), mean_speed

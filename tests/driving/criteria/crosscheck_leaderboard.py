@@ -136,7 +136,7 @@ def crosscheck_criteria(version: str) -> int:
         RouteTimeoutBehavior = None
     from srunner.scenariomanager.traffic_events import TrafficEventType as T
 
-    from driving.criteria import RouteMonitor
+    from driving.criteria import PARAMS, RouteMonitor
     from driving.geometry import overlapping_actors
     from driving.signals import load_stop_lines
     from driving.towns import get_town
@@ -270,7 +270,10 @@ def crosscheck_criteria(version: str) -> int:
         for tick in ticks:
             ego.tick = tick
             GameTime._current_game_time, GameTime._last_frame = tick.time, tick.frame
-            speeds = [abs(a.speed) for a in tick.actors if a.kind == "vehicle"]
+            # the background vehicles BackgroundActivity would keep alive (CriteriaParams.background_reach)
+            reach = PARAMS[version].background_reach(tick.ego.speed)
+            speeds = [abs(a.speed) for a in tick.actors if a.kind == "vehicle"
+                      and math.hypot(a.x - tick.ego.x, a.y - tick.ego.y) <= reach]
             for b in background:
                 b.speed = sum(speeds) / len(speeds) if speeds else 0.0
             CarlaDataProvider.actors = Actors([*signs, *(background if speeds else [])])

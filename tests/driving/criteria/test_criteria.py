@@ -317,16 +317,22 @@ def test_route_completion_and_end(grid_town, grid_lines, tls_route, version: str
 def test_min_speed_checkpoints(grid_town, grid_lines, tls_route) -> None:
     route, _ = tls_route
     path = Path(route)
-    far = [ActorBox(50 + i, "vehicle", 1000.0 + 10 * i, 1000.0, 0.0, 2.2, 0.9, 10.0) for i in range(3)]
+    def traffic(t, x, y, yaw):
+        # three vehicles at 10 m/s around the ego (background traffic) and three parked far away,
+        # outside BackgroundActivity's radius: counting those would make the mean 5 m/s (100 %)
+        near = [ActorBox(50 + i, "vehicle", x + 10.0 * i - 10.0, y + 20.0, 0.0, 2.2, 0.9, 10.0) for i in range(3)]
+        far = [ActorBox(60 + i, "vehicle", 1000.0 + 10 * i, 1000.0, 0.0, 2.2, 0.9, 0.0) for i in range(3)]
+        return near + far
+
     for version, penalty in (("2.0", 0.85 ** 4),  # 4 checkpoints at 50 %: (1 - 0.3 x 0.5)^4
                              ("2.1", 1 / (1 + 4 * 0.4 * 0.5))):  # 1 / (1 + 4 x 0.2)
         monitor = RouteMonitor(route, grid_town, version=version, stop_lines=grid_lines)
-        run(monitor, drive(path, lambda t, d: 5.0, actors=lambda t, x, y, yaw: far))
+        run(monitor, drive(path, lambda t, d: 5.0, actors=traffic))
         record = monitor.finalize(1.0)
         assert record.infractions["min_speed_infractions"] == ["Average speed is 50.0% of the surrounding traffic's one"] * 4
         assert record.scores["score_penalty"] == pytest.approx(penalty, abs=1e-6)
     old = RouteMonitor(route, grid_town, version="1.0", stop_lines=grid_lines)
-    run(old, drive(path, lambda t, d: 5.0, actors=lambda t, x, y, yaw: far))
+    run(old, drive(path, lambda t, d: 5.0, actors=traffic))
     assert old.finalize(1.0).status == "Completed"  # no minimum speed in 1.0
 
 
