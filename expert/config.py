@@ -81,6 +81,7 @@ class ExpertConfig:
     conflict_s0: float = 1.5  # m, stop this far before the forecast conflict position ...
     junction_wait_s0: float = 0.5  # m ... or, for a conflict in the junction ahead, this far before its entry
     rear_ignore_angle: float = 60.0  # deg, vehicles behind the ego heading within this of it are ignored
+    walker_along_angle: float = 45.0  # deg, walkers beside (not ahead of) the ego heading within this of it too
     trail_length: float = 40.0  # m of the route already driven where vehicles count as followers ...
     trail_width: float = 1.6  # m ... when this close to it (and heading along it): never yielded to
     oncoming_angle: float = 150.0  # deg, vehicles heading at least this far from the ego are oncoming

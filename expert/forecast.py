@@ -115,16 +115,18 @@ class ActorForecast:
 
     ids: list[int]
     kinds: list[str]
-    boxes: np.ndarray  # (T+1, N, 5)
+    boxes: np.ndarray  # (T+1, N, 5), with the safety margins
+    now: np.ndarray  # (N, 5), the boxes as they are (no margins)
 
 
 def forecast_actors(ids: list[int], kinds: list[str], state: np.ndarray, steps: np.ndarray, dt: float,
-                    width_margin: np.ndarray, time_margin: np.ndarray, wheelbase: np.ndarray
-                    ) -> ActorForecast:
+                    width_margin: np.ndarray, time_margin: np.ndarray, wheelbase: np.ndarray,
+                    extra_length: np.ndarray | float = 0.0) -> ActorForecast:
     """Forecast actors from ``state`` (N, 6): ego-frame x, y, yaw (rad), speed, half_length, half_width.
 
     ``steps[i]``: how many steps actor i is forecast (later its box is parked far away); widths grow
-    by ``width_margin`` and lengths by ``speed x time_margin`` (both (N,)). Vehicles and pedestrians
+    by ``width_margin`` and lengths by ``speed x time_margin`` (both (N,)); ``extra_length`` is the
+    margin already added to the half-lengths in ``state`` (taken off for ``now``). Vehicles and pedestrians
     both move straight at constant speed (the bicycle with straight wheels).
     """
     n = state.shape[0]
@@ -133,6 +135,7 @@ def forecast_actors(ids: list[int], kinds: list[str], state: np.ndarray, steps: 
     x, y, yaw, v = state[:, 0].copy(), state[:, 1].copy(), state[:, 2].copy(), state[:, 3].copy()
     zero = np.zeros(n)
     moving = np.abs(v)
+    raw_length = state[:, 4] - extra_length
     half_length = state[:, 4] + moving * time_margin
     half_width = state[:, 5] + width_margin
     for k in range(total + 1):
@@ -144,7 +147,8 @@ def forecast_actors(ids: list[int], kinds: list[str], state: np.ndarray, steps: 
         boxes[k, :, 2] = np.degrees(yaw)
         boxes[k, :, 3] = half_length
         boxes[k, :, 4] = half_width
-    return ActorForecast(ids, kinds, boxes)
+    now = np.stack([state[:, 0], state[:, 1], np.degrees(state[:, 2]), raw_length, state[:, 5]], axis=1)
+    return ActorForecast(ids, kinds, boxes, now)
 
 
 @dataclass(frozen=True)
@@ -156,15 +160,19 @@ class Conflict:
 
 
 def first_conflict(ego_boxes: np.ndarray, ego_s: np.ndarray, actors: ActorForecast, dt: float,
-                   active: np.ndarray | None = None, front: float = 0.0) -> Conflict | None:
+                   active: np.ndarray | None = None, ego_now: np.ndarray | None = None) -> Conflict | None:
     """The first step at which the ego's box overlaps an actor's (None if never); only the columns
-    where ``active`` is True count (all if None). ``front``: ego-frame x of the ego's front bumper."""
+    where ``active`` is True count (all if None). ``ego_now``: the ego's box as it is (no margins)."""
     if not actors.ids:
         return None
     steps = min(len(ego_boxes), actors.boxes.shape[0])
-    # an actor overlapping the ego's box already, beside or behind its front, is one moving on takes
-    # the ego away from (a walker who stepped against the standing car): no conflict to avoid
-    now = obb_overlap(ego_boxes[0], actors.boxes[0]) & (actors.boxes[0, :, 0] < front)
+    # an actor overlapping the ego's very box already, beside or behind its front half-metre, is one
+    # moving on takes the ego away from (a car that scraped its side): no conflict left to avoid
+    now = np.zeros(len(actors.ids), dtype=bool)
+    if ego_now is not None:
+        now = obb_overlap(ego_now, actors.now) & (actors.now[:, 0] < ego_now[3] - 0.5)
+        # walkers excepted: moving off with one against the car is a collision (contact_cap holds)
+        now &= np.array([k != "pedestrian" for k in actors.kinds])
     for k in range(steps):
         hits = obb_overlap(ego_boxes[k], actors.boxes[k]) & ~now
         if active is not None:

@@ -181,6 +181,10 @@ def conflict_cap(scene: Scene, table: ActorTable, path: RoutePath, cfg: ExpertCo
     relevant = np.array([a.id not in ignore for a in table.actors])
     # traffic behind the ego going its way is the followers' business
     relevant &= ~(is_vehicle & (table.x < -ego.half_length) & (ego_rel < math.radians(cfg.rear_ignore_angle)))
+    # so are walkers beside the ego walking its way: the car is ahead of them (a straight-line forecast
+    # of one on the pavement meets the car only where the car turns away across its line)
+    relevant &= ~(is_ped & (table.x < ego.half_length - 0.5) & (np.abs(table.lateral) > ego.half_width + 0.5)
+                  & (ego_rel < math.radians(cfg.walker_along_angle)))
     if not near_junction:
         # on open road other vehicles keep their lanes; those entering the path are leaders (IDM)
         abs_rel = np.abs(table.rel)
@@ -206,17 +210,19 @@ def conflict_cap(scene: Scene, table: ActorTable, path: RoutePath, cfg: ExpertCo
                             np.where(static | ~moving, 0.05, cfg.vehicle_width_margin))
     # a walker standing at the kerb is only where it stands (SUMO walkers wait there for a gap)
     walking = np.abs(state[:, 3]) > cfg.pedestrian_standing_speed
-    state[:, 4] += np.where(ped & walking, cfg.pedestrian_margin, 0.0)
+    extra = np.where(ped & walking, cfg.pedestrian_margin, 0.0)
+    state[:, 4] += extra
     time_margin = np.where(ped, cfg.pedestrian_time_margin, cfg.vehicle_time_margin)
     wheelbase = np.maximum(2.0 * state[:, 4] * cfg.vehicle_wheelbase_ratio, 0.5)
     actors = forecast_actors([table.actors[i].id for i in idx.tolist()], [kinds[i] for i in idx.tolist()],
-                             state, steps, dt, width_margin, time_margin, wheelbase)
+                             state, steps, dt, width_margin, time_margin, wheelbase, extra)
     total = int(steps.max())
     max_wheel = math.radians(cfg.max_steer_deg)
     law = _curvature_law(path, cfg, aim)
     proceed = ego_rollout(path, v, cfg.proceed_accel, limits, stop_at, total, dt, cfg.wheelbase, max_wheel, law)
     proceed_boxes = _ego_boxes(proceed, scene, cfg)
     active = np.ones(len(actors.ids), dtype=bool)
+    ego_now = np.array([0.0, 0.0, 0.0, ego.half_length, ego.half_width])
     rear = math.radians(cfg.rear_ignore_angle)
     spans = path.junctions()
     # travel until the front bumper reaches the next junction (None once inside one)
@@ -224,7 +230,7 @@ def conflict_cap(scene: Scene, table: ActorTable, path: RoutePath, cfg: ExpertCo
     if entry is not None and entry < -0.5:
         entry = None
     while True:
-        conflict = first_conflict(proceed_boxes, proceed.s, actors, dt, active, ego.half_length - 0.5)
+        conflict = first_conflict(proceed_boxes, proceed.s, actors, dt, active, ego_now)
         if conflict is None:
             return None
         j = conflict.actor
