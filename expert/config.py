@@ -55,7 +55,8 @@ class ExpertConfig:
     # ------------------------------------------------------------------ lights and stop signs
     light_s0: float = 1.0  # m, stop this far before a red light's stop line (front bumper)
     light_time_gap: float = 0.0  # s, IDM T towards a stop line
-    yellow_decel: float = 3.5  # m/s^2, stop for yellow only if this deceleration suffices
+    yellow_decel: float = 3.5  # m/s^2, stop for yellow only if this deceleration suffices ...
+    braking_accel: float = 1.0  # m/s^2 ... or if already braking harder than this (and red_max_decel suffices)
     red_max_decel: float = 7.0  # m/s^2, red with a stop needing more than this: too late, go through
     hold_past_line_speed: float = 2.0  # m/s, red with the front past the line: below this hold still
     stop_sign_s0: float = 1.0  # m, stop this far before a stop sign's line

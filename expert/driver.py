@@ -93,7 +93,7 @@ class ExpertDriver(ActionDriver):
     def act(self, scene: Scene) -> Action:
         cfg = self.config
         path = RoutePath(scene)
-        if path.n < 2:
+        if path.n < 2 or path.length < 1.0:
             self.debug = {"kind": "route_end", "actor_id": None, "distance": 0.0, "target_speed": 0.0}
             return Action("STOP", 0.0, 0.0)
         speed = float(scene.ego.speed)

@@ -110,9 +110,12 @@ def light_cap(scene: Scene, cfg: ExpertConfig) -> SpeedCap | None:
             return SpeedCap(0.0, "red_light", d)
         return None
     room = d - cfg.light_s0
-    needed = v * v / (2.0 * max(room, 0.05))  # deceleration to stop light_s0 before the line
-    if light.state == "yellow" and needed > cfg.yellow_decel:
-        return None  # can't stop comfortably: go on yellow
+    needed = v * v / (2.0 * max(d, 0.05))  # deceleration to stop at the line
+    # go on yellow only when stopping is not comfortable, and never once braking for it (the ego's own
+    # deceleration tells, so the decision holds without memory while the stop profile is followed)
+    braking = scene.ego.acceleration < -cfg.braking_accel and needed < cfg.red_max_decel
+    if light.state == "yellow" and needed > cfg.yellow_decel and not braking:
+        return None
     if light.state == "red" and v * v / (2.0 * cfg.red_max_decel) > d + 1.8 * scene.ego.half_length:
         return None  # even braking hard the tail would cross the line: clear the junction instead
     speed = idm_speed(room, 0.0, 0.0, cfg.light_time_gap, cfg.idm_accel, cfg.idm_decel)
