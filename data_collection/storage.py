@@ -20,8 +20,8 @@ rather than one dataset per column because h5py costs ~0.1 ms per dataset read; 
 ``(1, rows)``, i.e. one column's run, so compression stays columnar. Chunks are sized to the first
 flush (a reader inflates whole chunks). Filters: Blosc2 (LZ4, byte shuffle) from ``hdf5plugin`` by
 default (not Blosc v1: it corrupted columns written one frame per flush): ~10 % more bytes than
-gzip but ~2x faster to load, the only compressed choice that reads
-over 100k frames/s on one core (``python benchmarks/dataset_read.py --compare-compression``).
+gzip but ~2x faster to load, the fastest compressed choice to load
+(``python benchmarks/dataset_read.py --compare-compression``).
 Other tools need ``import hdf5plugin`` before h5py opens these files; ``compression="gzip"`` writes
 files any HDF5 reader opens (smallest, slowest to load), ``None`` is uncompressed (~3x the bytes).
 

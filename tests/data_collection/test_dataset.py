@@ -12,6 +12,7 @@ import pytest
 
 from data_collection import DatasetFileError, DrivingDataset, EpisodeWriter
 from data_collection.schema import LIST_CODECS
+from data_collection.storage import FILTERS
 
 
 @pytest.fixture
@@ -170,3 +171,122 @@ def test_nested_directories_and_explicit_lists(write_episode, tmp_path: Path, ma
     assert DrivingDataset(tmp_path).files == [a, b]
     assert DrivingDataset([b, a]).files == [b, a]  # explicit files keep the given order
     assert len(DrivingDataset(b)) == 2
+
+
+def _permute_blocks(path: Path, seed: int) -> list[str]:
+    """Rewrite every per-kind block of ``path`` with its rows (and ``columns``) in another order, plus
+    an extra column the codecs do not know, as another writer might; returns the blocks rewritten."""
+    rng = np.random.default_rng(seed)
+    rewritten = []
+    with h5py.File(path, "r+") as f:
+        blocks = []
+        f.visititems(lambda name, obj: blocks.append(name) if isinstance(obj, h5py.Dataset) and obj.ndim == 2
+                     else None)
+        for name in blocks:
+            ds = f[name]
+            data, names = ds[()], [n.decode() if isinstance(n, bytes) else n for n in ds.attrs["columns"]]
+            order = rng.permutation(len(names) + 1)  # row len(names) is the extra column
+            rows = np.concatenate([data, np.zeros((1, data.shape[1]), data.dtype)])[order]
+            del f[name]
+            new = f.create_dataset(name, data=rows, chunks=(1, max(1, rows.shape[1])), **FILTERS["blosc-lz4"])
+            new.attrs["columns"] = [([*names, "zz.not_a_column"])[i] for i in order]
+            rewritten.append(name)
+    return rewritten
+
+
+def _assert_same_arrays(got: dict, expected: dict, what: str) -> None:
+    assert list(got) == list(expected), what
+    for key in expected:
+        assert got[key].dtype == expected[key].dtype, (what, key)
+        assert np.array_equal(got[key], expected[key], equal_nan=got[key].dtype.kind == "f"), (what, key)
+
+
+def test_permuted_column_order_reads_exactly_like_the_direct_path(tmp_path: Path, make_frames, make_infraction,
+                                                                   monkeypatch) -> None:
+    """A block whose stored rows are not in codec order goes through the read-then-pick fallback;
+    it must give what the direct (read into place) path gives for the same data."""
+    import data_collection.dataset as dataset_module
+
+    frames = {"a.h5": make_frames(30, seed=1), "b.h5": make_frames(25, seed=2, start_tick=50),
+              "c.h5": make_frames(9, seed=3)}
+    for k, (name, fr) in enumerate(frames.items()):
+        for i, frame in enumerate(fr):  # file-specific strings: shared vocabularies need remapping
+            if frame.scene.traffic_light is not None:
+                frame.scene.traffic_light = dataclasses.replace(frame.scene.traffic_light, id=f"{name}_{i % 4}")
+        for d in ("direct", "mixed"):
+            writer = EpisodeWriter(tmp_path / d / name, {"route_id": name}, flush_every=7 + k)
+            for frame in fr:
+                writer.append(frame)
+            writer.close([make_infraction("red_light", fr[len(fr) // 2].scene.frame + 1)], {"DS": 1.0})
+    rewritten = _permute_blocks(tmp_path / "mixed" / "b.h5", seed=0)
+    assert {"frames/float", "frames/str", "lists/route/str", "lists/vehicles/float", "infractions/int"} <= set(
+        rewritten)
+
+    orders = {}
+    scan = dataset_module._scan
+
+    def spy(path, f, attrs, keep=True):
+        layout = scan(path, f, attrs, keep)
+        orders[path.name] = {key: o is not None for key, o in layout.order.items()}
+        return layout
+
+    monkeypatch.setattr(dataset_module, "_scan", spy)
+    mixed = DrivingDataset(tmp_path / "mixed", infraction_horizon=3)
+    assert not any(orders["a.h5"].values()) and not any(orders["c.h5"].values())  # direct path
+    assert all(orders["b.h5"].values())  # every block of b went through the fallback
+    direct = DrivingDataset(tmp_path / "direct", infraction_horizon=3)
+    assert not any(orders["b.h5"].values())
+
+    _assert_same_arrays(mixed.columns, direct.columns, "columns")
+    for name in LIST_CODECS:
+        _assert_same_arrays(mixed.tables[name], direct.tables[name], name)
+    _assert_same_arrays(mixed.infractions, direct.infractions, "infractions")
+    assert mixed.vocab == direct.vocab
+    ordered = frames["a.h5"] + frames["b.h5"] + frames["c.h5"]
+    assert [mixed.record(i) for i in range(len(mixed))] == ordered
+    # The one-file reader takes the same two paths.
+    assert dataset_module.read_episode(tmp_path / "mixed" / "b.h5").frames() == frames["b.h5"]
+    # Columns of the direct path are rows of one block per (table, kind): no per-file copies.
+    x, y = direct.columns["ego.x"], direct.columns["ego.y"]
+    assert x.base is not None and x.base is y.base and x.base.shape[1] == len(direct)
+
+
+@pytest.mark.parametrize("keep_open", [0, 1, 100])
+def test_files_of_many_chunks_and_compressions_load_whether_kept_open_or_reopened(
+        tmp_path: Path, make_frames, make_infraction, monkeypatch, keep_open: int) -> None:
+    import data_collection.dataset as dataset_module
+
+    monkeypatch.setattr(dataset_module, "KEEP_OPEN", keep_open)
+    ordered, infractions = [], []
+    for k, compression in enumerate(["blosc-lz4", "gzip", None, "lzf"]):
+        frames = make_frames(17 + 5 * k, seed=10 + k, stride=2)
+        writer = EpisodeWriter(tmp_path / f"{k}.h5", {}, flush_every=3 + k, compression=compression)
+        for frame in frames:
+            writer.append(frame)
+        events = [make_infraction("red_light", 7 + k)]
+        writer.close(events, {})
+        ordered += frames
+        infractions += events
+    dataset = DrivingDataset(tmp_path, infraction_horizon=2)
+    assert [dataset.record(i) for i in range(len(dataset))] == ordered
+    assert dataset.infractions["frame"].tolist() == [e.frame for e in infractions]
+    assert dataset.infractions["episode"].tolist() == [0, 1, 2, 3]
+    for name in LIST_CODECS:
+        lengths = [len(getattr(f.scene, name)) for f in ordered]
+        assert dataset.tables[name]["offsets"].tolist() == np.concatenate([[0], np.cumsum(lengths)]).tolist()
+    twice = DrivingDataset([tmp_path / "1.h5", tmp_path / "0.h5", tmp_path / "1.h5"])  # one file open twice
+    first, second = ordered[17:17 + 22], ordered[:17]
+    assert [twice.record(i) for i in range(len(twice))] == first + second + first
+
+
+def test_a_string_code_beyond_the_vocabulary_is_refused(write_episode, tmp_path: Path, make_frames) -> None:
+    path = write_episode("a.h5", make_frames(6, seed=1))
+    with h5py.File(path, "r+") as f:
+        names = [n.decode() if isinstance(n, bytes) else n for n in f["lists/route/str"].attrs["columns"]]
+        if f["lists/route/str"].shape[1]:
+            f["lists/route/str"][names.index("road_option"), 0] = 99
+        else:
+            pytest.skip("no route points")
+    with pytest.raises(DatasetFileError, match="codes beyond its vocabulary") as err:
+        DrivingDataset(tmp_path)
+    assert str(path) in str(err.value)
