@@ -86,6 +86,9 @@ class ExpertConfig:
     trail_length: float = 40.0  # m of the route already driven where vehicles count as followers ...
     trail_width: float = 1.6  # m ... when this close to it (and heading along it): never yielded to
     oncoming_angle: float = 150.0  # deg, vehicles heading at least this far from the ego are oncoming
+    start_guard_speed: float = 0.5  # m/s: slower than this, the ego does not start off while a moving
+    start_guard_reach: float = 4.0  # m ... vehicle is within start_guard_margin of its box stretched this far
+    start_guard_margin: float = 0.6  # m    forward (see hazards.start_guard_cap)
     contact_speed: float = 0.3  # m/s: slower than this, a walker within contact_margin of the box ...
     contact_margin: float = 0.15  # m ... keeps the ego standing (see hazards.contact_cap)
     brake_decel: float = 6.0  # m/s^2, the "yield" forecast brakes like this (at most, to stop in time)

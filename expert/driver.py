@@ -25,7 +25,15 @@ from driving.actions import SPEED_LEVELS_DEFAULT, Action, ActionDriver, SpeedLev
 from driving.scene import Scene
 from driving.types import Route
 from expert.config import ExpertConfig
-from expert.hazards import ActorTable, conflict_cap, contact_cap, followers, nudge_offset, path_caps
+from expert.hazards import (
+    ActorTable,
+    conflict_cap,
+    contact_cap,
+    followers,
+    nudge_offset,
+    path_caps,
+    start_guard_cap,
+)
 from expert.lateral import steering_angle
 from expert.longitudinal import (
     SpeedCap,
@@ -111,9 +119,9 @@ class ExpertDriver(ActionDriver):
                 caps.append(cap)
         actor_caps, leaders = path_caps(scene, table, path, cfg)
         caps += actor_caps
-        contact = contact_cap(scene, cfg)
-        if contact is not None:
-            caps.append(contact)
+        for guard in (contact_cap(scene, cfg), start_guard_cap(scene, cfg)):
+            if guard is not None:
+                caps.append(guard)
         stop_at = self._stop_at(caps, scene)
         limits = limit_profile(path, scene, cfg)
         ignore = leaders | followers(table, self._trail(scene), cfg)

@@ -121,26 +121,27 @@ class ActorForecast:
 
 def forecast_actors(ids: list[int], kinds: list[str], state: np.ndarray, steps: np.ndarray, dt: float,
                     width_margin: np.ndarray, time_margin: np.ndarray, wheelbase: np.ndarray,
-                    extra_length: np.ndarray | float = 0.0) -> ActorForecast:
+                    extra_length: np.ndarray | float = 0.0, wheel: np.ndarray | None = None) -> ActorForecast:
     """Forecast actors from ``state`` (N, 6): ego-frame x, y, yaw (rad), speed, half_length, half_width.
 
     ``steps[i]``: how many steps actor i is forecast (later its box is parked far away); widths grow
     by ``width_margin`` and lengths by ``speed x time_margin`` (both (N,)); ``extra_length`` is the
-    margin already added to the half-lengths in ``state`` (taken off for ``now``). Vehicles and pedestrians
-    both move straight at constant speed (the bicycle with straight wheels).
+    margin already added to the half-lengths in ``state`` (taken off for ``now``). Every actor keeps its
+    speed; ``wheel`` (N,) holds its front-wheel angle (rad; straight, 0, if None).
     """
     n = state.shape[0]
     total = int(steps.max()) if n else 0
     boxes = np.empty((total + 1, n, 5))
     x, y, yaw, v = state[:, 0].copy(), state[:, 1].copy(), state[:, 2].copy(), state[:, 3].copy()
     zero = np.zeros(n)
+    wheel = zero if wheel is None else wheel
     moving = np.abs(v)
     raw_length = state[:, 4] - extra_length
     half_length = state[:, 4] + moving * time_margin
     half_width = state[:, 5] + width_margin
     for k in range(total + 1):
         if k:
-            x, y, yaw, v = bicycle_step(x, y, yaw, v, zero, zero, dt, wheelbase)
+            x, y, yaw, v = bicycle_step(x, y, yaw, v, wheel, zero, dt, wheelbase)
         gone = steps < k
         boxes[k, :, 0] = np.where(gone, FAR, x)
         boxes[k, :, 1] = np.where(gone, FAR, y)

@@ -112,6 +112,26 @@ def contact_cap(scene: Scene, cfg: ExpertConfig) -> SpeedCap | None:
     return SpeedCap(0.0, "pedestrian_contact", 0.0, near[int(np.flatnonzero(hits)[0])].id)
 
 
+def start_guard_cap(scene: Scene, cfg: ExpertConfig) -> SpeedCap | None:
+    """Do not start off while a moving vehicle sweeps close past the front of the (nearly) standing
+    ego: turning cars curve, their straight-line forecast does not, and a touch while rolling counts."""
+    ego = scene.ego
+    if abs(ego.speed) > cfg.start_guard_speed:
+        return None
+    # crossing or turning ones only: a leader pulling away is the IDM's, oncoming ones keep their lane
+    near = [a for a in scene.vehicles if a.distance < 15.0 and abs(a.speed) > 1.0
+            and 30.0 < abs(a.ego_yaw) < cfg.oncoming_angle]
+    if not near:
+        return None
+    reach, m = cfg.start_guard_reach, cfg.start_guard_margin
+    zone = (0.5 * reach, 0.0, 0.0, ego.half_length + 0.5 * reach, ego.half_width + m)
+    boxes = np.array([(a.ego_x, a.ego_y, a.ego_yaw, a.half_length + m, a.half_width + m) for a in near])
+    hits = obb_overlap(zone, boxes)
+    if not hits.any():
+        return None
+    return SpeedCap(0.0, "start_guard", 0.0, near[int(np.flatnonzero(hits)[0])].id)
+
+
 def nudge_offset(scene: Scene, table: ActorTable, cfg: ExpertConfig) -> float:
     """Sideways offset (m, positive = right) to pass standing walkers and props close to the path with
     ``nudge_clearance`` to spare, at most ``max_nudge``; 0 when none, or when both sides need room."""
@@ -214,8 +234,9 @@ def conflict_cap(scene: Scene, table: ActorTable, path: RoutePath, cfg: ExpertCo
     state[:, 4] += extra
     time_margin = np.where(ped, cfg.pedestrian_time_margin, cfg.vehicle_time_margin)
     wheelbase = np.maximum(2.0 * state[:, 4] * cfg.vehicle_wheelbase_ratio, 0.5)
-    actors = forecast_actors([table.actors[i].id for i in idx.tolist()], [kinds[i] for i in idx.tolist()],
-                             state, steps, dt, width_margin, time_margin, wheelbase, extra)
+    ids = [table.actors[i].id for i in idx.tolist()]
+    names = [kinds[i] for i in idx.tolist()]
+    actors = forecast_actors(ids, names, state, steps, dt, width_margin, time_margin, wheelbase, extra)
     total = int(steps.max())
     max_wheel = math.radians(cfg.max_steer_deg)
     law = _curvature_law(path, cfg, aim)

@@ -15,7 +15,8 @@ import numpy as np
 from driving.scene import Scene
 
 JUNCTION_OPTIONS = ("LEFT", "RIGHT", "STRAIGHT")  # the planner labels junction connectors with these
-MIN_STEP = 0.2  # m a route point must advance along the route's direction to be kept
+MIN_STEP = 0.05  # m, a route point closer than this to the previous one is a repeat
+MAX_HOP = 1.2  # m, a step this short that the next step reverses (> 120 deg) is a map hop, dropped
 
 
 @dataclass(frozen=True)
@@ -29,22 +30,22 @@ class RoutePath:
     """``scene.route`` as arrays: ``xy`` (N, 2) ego frame, ``s`` (N,) metres, ``heading`` (N,) radians."""
 
     def __init__(self, scene: Scene, horizon: float = 100.0) -> None:
+        raw = [p for p in scene.route if p.distance <= horizon]
         kept: list[tuple[float, float, float]] = []
         self.options: list[str] = []
-        direction = None
-        for p in scene.route:
-            if p.distance > horizon:
-                break
+        for i, p in enumerate(raw):
             if kept:
-                dx, dy = p.ego_x - kept[-1][0], p.ego_y - kept[-1][1]
-                # junction connectors may start a little behind the end of the lane before them (a
-                # backward hop of ~0.7 m at dead-end U-turns): skip points that do not move on
-                if direction is not None and dx * direction[0] + dy * direction[1] < MIN_STEP:
-                    continue
-                norm = math.hypot(dx, dy)
-                if norm < 1e-6:
-                    continue
-                direction = (dx / norm, dy / norm)
+                ax, ay = p.ego_x - kept[-1][0], p.ego_y - kept[-1][1]
+                step = math.hypot(ax, ay)
+                if step < MIN_STEP:
+                    continue  # a repeated point
+                # junction connectors may start a little behind the end of the lane before them, and
+                # lanes a little behind the connector's end (hops of ~0.7 m at dead-end U-turns): a short
+                # step whose next step turns back is such a hop
+                if i + 1 < len(raw) and step < MAX_HOP:
+                    bx, by = raw[i + 1].ego_x - p.ego_x, raw[i + 1].ego_y - p.ego_y
+                    if ax * bx + ay * by < -0.5 * step * math.hypot(bx, by):
+                        continue
             kept.append((p.ego_x, p.ego_y, p.distance))
             self.options.append(p.road_option)
         if not kept:
