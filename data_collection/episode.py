@@ -33,6 +33,9 @@ from driving.types import Route, VehicleControl
 log = logging.getLogger(__name__)
 
 PARTIAL_SUFFIX = ".partial"  # EpisodeWriter's in-progress suffix
+# Set by a worker's SIGTERM handler; the recorder turns it into KeyboardInterrupt at the next tick
+# (a handler that raised would do so anywhere, e.g. inside a weakref callback, where it is lost).
+STOP_REQUESTED = threading.Event()
 PROGRESS_EVERY = 20  # ticks between progress reports (one simulated second)
 LABELLER_IS_DRIVER = "driver"  # labeller spec meaning "the driver's own actions are the labels"
 RERUN_STATUSES = ("Failed - Simulation crashed",)  # no file is kept: the route is redone on resume
@@ -148,6 +151,8 @@ class FrameRecorder:
                  new_events: list) -> None:
         from data_collection import FrameRecord
 
+        if STOP_REQUESTED.is_set():  # a stopping worker leaves the route here, at a safe point
+            raise KeyboardInterrupt()
         label = label_control = None
         if self.labeller_is_driver:
             label, label_control = getattr(driver, "last_action", None), control

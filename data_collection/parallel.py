@@ -20,13 +20,21 @@ import contextlib
 import logging
 import os
 import signal
+import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from data_collection.episode import CollectorSession, RouteSummary, WorkerSettings, episode_path, partial_path
+from data_collection.episode import (
+    STOP_REQUESTED,
+    CollectorSession,
+    RouteSummary,
+    WorkerSettings,
+    episode_path,
+    partial_path,
+)
 from data_collection.episode import failed_record as _failed_record
 
 log = logging.getLogger(__name__)
@@ -107,15 +115,22 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt()
+_IN_ROUTE = threading.Event()  # set while the worker drives a route
+
+
+def _request_stop(signum: int, frame: Any) -> None:
+    """SIGTERM: between routes (blocked in ``recv``) stop now; during a route let the recorder stop at
+    its next tick, so the writer's ``.partial`` is deleted by the normal abort path."""
+    STOP_REQUESTED.set()
+    if not _IN_ROUTE.is_set():
+        raise KeyboardInterrupt()
 
 
 def worker_main(conn: Any, settings: WorkerSettings, parent_pid: int) -> None:
     """A worker process: receive jobs (None = stop) on ``conn``, send back events, one world."""
     _die_with_parent(parent_pid)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides what Ctrl-C stops
-    signal.signal(signal.SIGTERM, _raise_interrupt)  # ... and sends SIGTERM: abort the writer, exit
+    signal.signal(signal.SIGTERM, _request_stop)  # ... and sends SIGTERM: abort the writer, exit
     logging.basicConfig(level=settings.log_level, format="%(levelname)s %(name)s[worker]: %(message)s")
     session = CollectorSession(settings)
     try:
@@ -126,8 +141,14 @@ def worker_main(conn: Any, settings: WorkerSettings, parent_pid: int) -> None:
                 break
             if job is None:
                 break
-            summary = session.run(job, lambda kind, payload, _i=job.index: conn.send((kind, _i, payload)))
-            conn.send(("done", job.index, summary))
+            _IN_ROUTE.set()
+            try:
+                summary = session.run(job, lambda kind, payload, _i=job.index: conn.send((kind, _i, payload)))
+            finally:
+                _IN_ROUTE.clear()
+            conn.send(("done", job.index, summary))  # a route that finished counts, stop or not
+            if STOP_REQUESTED.is_set():
+                break
     except KeyboardInterrupt:
         pass
     finally:
@@ -180,12 +201,18 @@ class _ProcessPool:
         from multiprocessing.connection import wait
 
         pending = deque(jobs)
+        with _deferred_sigint() as interrupted:
+            self._run(pending, interrupted, wait)
+
+    def _run(self, pending: deque, interrupted: Callable[[], bool], wait: Callable[..., list]) -> None:
         try:
             for _ in range(self.size):
                 self._assign(self._spawn(), pending)
             while any(w.job is not None for w in self.workers):
                 busy = [w for w in self.workers if w.job is not None]
-                ready = set(wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=1.0))
+                ready = set(wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=0.2))
+                if interrupted():
+                    raise KeyboardInterrupt()
                 for worker in busy:
                     if worker.conn in ready:
                         self._drain(worker, pending)
@@ -243,8 +270,34 @@ class _ProcessPool:
                 w.process.kill()
                 w.process.join(timeout=5)
         for w in self.workers:
+            if w.job is not None:  # a route that finished while the workers stopped is still recorded
+                self._drain(w, deque())
             with contextlib.suppress(OSError):
                 w.conn.close()
+
+
+@contextlib.contextmanager
+def _deferred_sigint() -> Iterator[Callable[[], bool]]:
+    """Ctrl-C sets a flag that the pool's loop turns into ``KeyboardInterrupt`` between waits.
+
+    Python raises ``KeyboardInterrupt`` wherever the main thread is, including inside a weakref
+    callback, where it is printed as "Exception ignored" and lost. A second Ctrl-C raises at once.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
+        return
+    requested = [False]
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if requested[0]:
+            raise KeyboardInterrupt()
+        requested[0] = True
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield lambda: requested[0]
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 # --------------------------------------------------------------------------- Ray

@@ -56,12 +56,20 @@ def _start(out: Path, *extra: str) -> subprocess.Popen:
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
+def _recorded(out: Path) -> int:
+    try:
+        return int(json.loads((out / "results.json").read_text())["_checkpoint"]["progress"][0])
+    except (OSError, ValueError, KeyError, IndexError):
+        return 0
+
+
 def _wait_for_first_file(proc: subprocess.Popen, out: Path, timeout: float = 120) -> list[psutil.Process]:
     """Poll until a complete episode file exists; returns the collector's child processes then."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()
-        if list(out.glob("*.h5")):
+        # a file is renamed into place before the collector records it in results.json: wait for both
+        if list(out.glob("*.h5")) and _recorded(out) >= 1:
             return psutil.Process(proc.pid).children(recursive=True)
         time.sleep(0.02)
     proc.kill()
