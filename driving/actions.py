@@ -130,7 +130,16 @@ def aim_distance(speed: float, geometry: SteeringGeometry = STEERING_DEFAULT) ->
 
 
 class ActionController:
-    """(target speed, steering angle) -> ``VehicleControl``; the same for expert and learner."""
+    """(target speed, steering angle) -> ``VehicleControl``; the same for expert and learner.
+
+    Speed: a PID on the speed error while accelerating or holding speed; more than ``brake_deadband``
+    m/s too fast it brakes in proportion to the excess (``brake_gain`` per m/s) and clears the PID's
+    integral, so throttle wound up on the way to a speed never delays a stop; standing (below the
+    ``SpeedController``'s hold speed) with a zero target it holds the car on full brake.
+    """
+
+    brake_deadband = 0.2  # m/s
+    brake_gain = 0.6  # brake per m/s of excess speed (full brake 1.7 m/s too fast)
 
     def __init__(self, dt: float = 0.05, steering: SteeringGeometry = STEERING_DEFAULT) -> None:
         self.speed = SpeedController(dt=dt, max_throttle=1.0)
@@ -141,7 +150,11 @@ class ActionController:
 
     def control(self, action: Action, scene: Scene) -> VehicleControl:
         steer = self.steering.steer(action.steering_deg, scene.ego.speed)
-        throttle, brake = self.speed.step(action.target_speed, scene.ego.speed)
+        target, speed = action.target_speed, scene.ego.speed
+        if target < speed - self.brake_deadband and not (target <= 0.05 and speed <= self.speed.hold_speed):
+            self.speed.reset()
+            return VehicleControl(throttle=0.0, steer=steer, brake=min(1.0, self.brake_gain * (speed - target)))
+        throttle, brake = self.speed.step(target, speed)
         return VehicleControl(throttle=throttle, steer=steer, brake=brake)
 
 
