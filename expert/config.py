@@ -32,8 +32,8 @@ class ExpertConfig:
     min_curve_speed: float = 2.0  # m/s, the curve limit never goes below this (dead-end U-turns: R ~ 2 m)
     curvature_window: float = 5.0  # m, heading change is measured over this arc (the turn, not its kinks)
     curve_horizon: float = 45.0  # m of route checked for curves
-    junction_speed: float = 11.0  # m/s inside junctions (even straight through)
-    plan_decel: float = 3.0  # m/s^2, deceleration planned towards a lower speed ahead (curves, junctions)
+    junction_speed: float = 12.0  # m/s inside junctions (even straight through)
+    plan_decel: float = 3.5  # m/s^2, deceleration planned towards a lower speed ahead (curves, junctions)
 
     # ------------------------------------------------------------------ IDM-style following / stopping
     # The target speed behind an obstacle is IDM's equilibrium: the speed v at which the IDM
@@ -72,6 +72,7 @@ class ExpertConfig:
     ego_length_margin_per_speed: float = 0.1  # s, ... plus this x the forecast speed
     ego_width_margin: float = 0.12  # m added to the ego's half-width in the forecast ...
     ego_width_margin_per_speed: float = 0.01  # s ... plus this x the forecast speed
+    standing_margin: float = 0.25  # m, the ego's margin (front and sides) against standing vehicles and props
     vehicle_width_margin: float = 0.15  # m added to the half-width of a moving vehicle (none standing)
     vehicle_time_margin: float = 0.5  # s: a vehicle's box is stretched by speed x this, both ways
     pedestrian_margin: float = 0.3  # m added to a pedestrian's half-length (along its walk) ...
@@ -90,7 +91,8 @@ class ExpertConfig:
     start_guard_reach: float = 4.0  # m ... vehicle is within start_guard_margin of its box stretched this far
     start_guard_margin: float = 0.6  # m    forward (see hazards.start_guard_cap)
     contact_speed: float = 0.3  # m/s: slower than this, a walker within contact_margin of the box ...
-    contact_margin: float = 0.15  # m ... keeps the ego standing (see hazards.contact_cap)
+    contact_margin: float = 0.15  # m ... keeps the ego standing (see hazards.contact_cap) ...
+    vehicle_contact_margin: float = 0.05  # m ... as does a car this close
     brake_decel: float = 6.0  # m/s^2, the "yield" forecast brakes like this (at most, to stop in time)
 
     # ------------------------------------------------------------------ misc

@@ -97,19 +97,23 @@ def path_caps(scene: Scene, table: ActorTable, path: RoutePath, cfg: ExpertConfi
 
 
 def contact_cap(scene: Scene, cfg: ExpertConfig) -> SpeedCap | None:
-    """Hold still while a walker touches the standing ego: SUMO walkers do not see the ego and may walk
-    into it, and moving off with one against the car is a collision (standing still is not)."""
+    """Hold still while a walker or a car touches the standing ego: SUMO's actors do not always see the
+    ego and may walk or drive into it, and moving off with one against the car is a collision
+    (standing still is not). A car stuck like that is removed by the world's jam breaker."""
     ego = scene.ego
-    if abs(ego.speed) > cfg.contact_speed or not scene.pedestrians:
+    if abs(ego.speed) > cfg.contact_speed:
         return None
-    m = cfg.contact_margin
-    boxes = np.array([(a.ego_x, a.ego_y, a.ego_yaw, a.half_length + m, a.half_width + m)
-                      for a in scene.pedestrians if a.distance < 6.0]).reshape(-1, 5)
+    near = [a for a in (*scene.pedestrians, *scene.vehicles) if a.distance < 8.0]
+    if not near:
+        return None
+    m = [cfg.contact_margin if a.kind == "pedestrian" else cfg.vehicle_contact_margin for a in near]
+    boxes = np.array([(a.ego_x, a.ego_y, a.ego_yaw, a.half_length + mi, a.half_width + mi)
+                      for a, mi in zip(near, m, strict=True)])
     hits = obb_overlap((0.0, 0.0, 0.0, ego.half_length, ego.half_width), boxes)
     if not hits.any():
         return None
-    near = [a for a in scene.pedestrians if a.distance < 6.0]
-    return SpeedCap(0.0, "pedestrian_contact", 0.0, near[int(np.flatnonzero(hits)[0])].id)
+    actor = near[int(np.flatnonzero(hits)[0])]
+    return SpeedCap(0.0, f"{actor.kind}_contact", 0.0, actor.id)
 
 
 def start_guard_cap(scene: Scene, cfg: ExpertConfig) -> SpeedCap | None:
@@ -242,6 +246,8 @@ def conflict_cap(scene: Scene, table: ActorTable, path: RoutePath, cfg: ExpertCo
     law = _curvature_law(path, cfg, aim)
     proceed = ego_rollout(path, v, cfg.proceed_accel, limits, stop_at, total, dt, cfg.wheelbase, max_wheel, law)
     proceed_boxes = _ego_boxes(proceed, scene, cfg)
+    standing_boxes = proceed.boxes(ego.half_length, ego.half_width, cfg.standing_margin, 0.0, cfg.standing_margin)
+    standing = np.array([k != "pedestrian" for k in actors.kinds]) & (np.abs(state[:, 3]) < 0.5)
     active = np.ones(len(actors.ids), dtype=bool)
     ego_now = np.array([0.0, 0.0, 0.0, ego.half_length, ego.half_width])
     rear = math.radians(cfg.rear_ignore_angle)
@@ -251,7 +257,12 @@ def conflict_cap(scene: Scene, table: ActorTable, path: RoutePath, cfg: ExpertCo
     if entry is not None and entry < -0.5:
         entry = None
     while True:
-        conflict = first_conflict(proceed_boxes, proceed.s, actors, dt, active, ego_now)
+        # a standing vehicle or prop is where it is: it gets the ego's small "standing" margins only
+        # (a car waiting at its stop line beside a tight turn is passed, not waited for forever)
+        conflict = first_conflict(proceed_boxes, proceed.s, actors, dt, active & ~standing, ego_now)
+        near = first_conflict(standing_boxes, proceed.s, actors, dt, active & standing, ego_now)
+        if near is not None and (conflict is None or near.step < conflict.step):
+            conflict = near
         if conflict is None:
             return None
         j = conflict.actor
