@@ -24,19 +24,13 @@ ROUTE_ARGS = ["--town", TOWN, "routes.min_length=40", "routes.max_length=80", "w
 
 
 @pytest.fixture(scope="session")
-def town_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A private town cache, exported so worker processes (spawned later) inherit it."""
-    path = tmp_path_factory.mktemp("collect-town-cache")
-    previous = os.environ.get("LANGPROP_DRIVE_CACHE")
-    os.environ["LANGPROP_DRIVE_CACHE"] = str(path)
+def town_cache(town_cache_dir: Path) -> Path:
+    """The session's town cache (LANGPROP_DRIVE_CACHE, inherited by worker processes spawned later)
+    with the test town already built."""
     from driving.towns import get_town
 
     get_town(TOWN)
-    yield path
-    if previous is None:
-        os.environ.pop("LANGPROP_DRIVE_CACHE", None)
-    else:
-        os.environ["LANGPROP_DRIVE_CACHE"] = previous
+    return town_cache_dir
 
 
 def short_routes(count: int, seed: int = 0) -> list[Route]:

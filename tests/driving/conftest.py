@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from driving.towns import Town, get_town
-
-
-@pytest.fixture(scope="session")
-def town_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Private town cache for the session (also exported as LANGPROP_DRIVE_CACHE for code under test)."""
-    path = tmp_path_factory.mktemp("town-cache")
-    previous = os.environ.get("LANGPROP_DRIVE_CACHE")
-    os.environ["LANGPROP_DRIVE_CACHE"] = str(path)
-    yield path
-    if previous is None:
-        os.environ.pop("LANGPROP_DRIVE_CACHE", None)
-    else:
-        os.environ["LANGPROP_DRIVE_CACHE"] = previous
 
 
 @pytest.fixture(scope="session")

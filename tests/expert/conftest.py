@@ -10,10 +10,8 @@ at constant velocity, and records what happened.
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -169,14 +167,3 @@ def expert() -> ExpertDriver:
     return ExpertDriver()
 
 
-@pytest.fixture(scope="session")
-def town_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Private town cache for the session (also LANGPROP_DRIVE_CACHE for code under test)."""
-    path = tmp_path_factory.mktemp("town-cache")
-    previous = os.environ.get("LANGPROP_DRIVE_CACHE")
-    os.environ["LANGPROP_DRIVE_CACHE"] = str(path)
-    yield path
-    if previous is None:
-        os.environ.pop("LANGPROP_DRIVE_CACHE", None)
-    else:
-        os.environ["LANGPROP_DRIVE_CACHE"] = previous
