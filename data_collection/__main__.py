@@ -32,8 +32,11 @@ from leaderboard_eval.__main__ import (
     _quote,
     _raise_interrupt,
     _user_errors,
+    compose_config,
+    error_line,
     load_routes,
-    summary_table,
+    print_summary_table,
+    route_flag_overrides,
     world_config_from,
 )
 
@@ -82,19 +85,7 @@ def _driver_overrides(value: str, group: str) -> list[str]:
 
 def flag_overrides(args: argparse.Namespace) -> list[str]:
     """Hydra overrides equivalent to the flags given (flags first, so explicit overrides win)."""
-    out: list[str] = []
-    if args.routes is not None:
-        out += ["routes=file", f"routes.file={_quote(args.routes)}"]
-    if args.town is not None:
-        out.append(f"world.town={_quote(args.town)}")
-    if args.count is not None:
-        out.append(f"routes.count={args.count}")
-    if args.split is not None:
-        out.append(f"routes.split={_quote(args.split)}")
-    if args.seed is not None:
-        out.append(f"seed={args.seed}")
-        if args.routes is None:
-            out.append(f"routes.seed={args.seed}")
+    out = route_flag_overrides(args)
     simple = {"routes_subset": args.routes_subset, "repetitions": args.repetitions, "out_dir": args.out,
               "record_every": args.record_every, "workers": args.workers, "backend": args.backend,
               "version": args.version, "wall_time_limit_s": args.wall_time_limit,
@@ -111,14 +102,6 @@ def flag_overrides(args: argparse.Namespace) -> list[str]:
     if args.quiet:
         out.append("progress=false")
     return out
-
-
-def compose_config(overrides: Sequence[str]) -> Any:
-    """``conf/collect.yaml`` composed with ``overrides`` (Hydra's compose API; no working-dir change)."""
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        return compose(config_name="collect", overrides=list(overrides))
 
 
 def collect_config_from(cfg: Any) -> Any:
@@ -157,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             _print_summary(summarize_dir(args.show), Path(args.show))
             return 0
-        cfg = compose_config(flag_overrides(args) + list(args.overrides))
+        cfg = compose_config(flag_overrides(args) + list(args.overrides), "collect")
         config = collect_config_from(cfg)
         out = Path(config.out_dir)
         from data_collection.collect import collect, results_of
@@ -169,22 +152,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"data_collection: interrupted; complete files kept{where} (rerun to resume)", file=sys.stderr)
         return EXIT_INTERRUPTED
     except _errors() as exc:
-        message = " ".join(str(exc).split()) or type(exc).__name__
-        message = message.split(" Config search path:")[0]  # Hydra appends its search path
-        print(f"data_collection: error: {message}", file=sys.stderr)
+        print(f"data_collection: error: {error_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     return 0
 
 
 def _print_summary(results: dict[str, Any], out: Path) -> None:
-    from rich.console import Console
-
-    console = Console()
-    if not console.is_terminal:  # piped/logged: don't squeeze the table into 80 columns
-        console = Console(width=200)
-    table = summary_table(results)
-    table.title = "Collected routes"
-    console.print(table)
+    print_summary_table(results, title="Collected routes")
     files = results.get("_collect", {})
     print(f"{files.get('files', 0)} episode files, {files.get('frames', 0)} frames in {out.resolve()}")
 

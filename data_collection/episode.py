@@ -27,12 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from data_collection.schema import PARTIAL_SUFFIX
 from driving.actions import ActionController, ActionDriver
 from driving.types import Route, VehicleControl
 
 log = logging.getLogger(__name__)
 
-PARTIAL_SUFFIX = ".partial"  # EpisodeWriter's in-progress suffix
 # Set by a worker's SIGTERM handler; the recorder turns it into KeyboardInterrupt at the next tick
 # (a handler that raised would do so anywhere, e.g. inside a weakref callback, where it is lost).
 STOP_REQUESTED = threading.Event()

@@ -29,13 +29,12 @@ from driving.routes import RouteSetError, generate_route_set
 from driving.towns import TownBuildError, TownSpecError, UnknownTownError, get_town
 from driving.types import Route
 from expert.config import ExpertConfig
+from leaderboard_eval.__main__ import EXIT_INTERRUPTED, EXIT_USAGE, error_line
 
 log = logging.getLogger("expert.evaluate")
 
 DEFAULT_TOWNS = ("grid_tls", "grid_stop", "spider_prio", "rand_mixed", "roundabouts")
 TEST_FRACTION = 0.2  # generate_route_set's default split: the test split is a fifth of the set
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 
 class EvaluateError(Exception):
@@ -183,8 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except (EvaluateError, RunnerError, UnknownTownError, TownSpecError, TownBuildError, UnknownVersionError,
             ) as exc:
-        message = " ".join(str(exc).split()) or type(exc).__name__
-        print(f"expert.evaluate: error: {message}", file=sys.stderr)
+        print(f"expert.evaluate: error: {error_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     _print_summary(results, out / "results.json")
     for town, ds in town_means(results, towns).items():

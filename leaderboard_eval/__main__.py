@@ -81,8 +81,8 @@ def _quote(value: str) -> str:
     return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def flag_overrides(args: argparse.Namespace) -> list[str]:
-    """Hydra overrides equivalent to the flags given (flags first, so explicit overrides win)."""
+def route_flag_overrides(args: argparse.Namespace) -> list[str]:
+    """Overrides of the route-choosing flags every route CLI has (--routes, --town, --count, --split, --seed)."""
     out: list[str] = []
     if args.routes is not None:
         out += ["routes=file", f"routes.file={_quote(args.routes)}"]
@@ -96,6 +96,12 @@ def flag_overrides(args: argparse.Namespace) -> list[str]:
         out.append(f"seed={args.seed}")
         if args.routes is None:
             out.append(f"routes.seed={args.seed}")
+    return out
+
+
+def flag_overrides(args: argparse.Namespace) -> list[str]:
+    """Hydra overrides equivalent to the flags given (flags first, so explicit overrides win)."""
+    out = route_flag_overrides(args)
     if args.routes_subset is not None:
         out.append(f"routes_subset={_quote(args.routes_subset)}")
     if args.repetitions is not None:
@@ -122,12 +128,12 @@ def flag_overrides(args: argparse.Namespace) -> list[str]:
     return out
 
 
-def compose_config(overrides: Sequence[str]) -> Any:
-    """``conf/eval.yaml`` composed with ``overrides`` (Hydra's compose API; no working-dir change)."""
+def compose_config(overrides: Sequence[str], config_name: str = "eval") -> Any:
+    """``conf/<config_name>.yaml`` composed with ``overrides`` (Hydra's compose API; no working-dir change)."""
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        return compose(config_name="eval", overrides=list(overrides))
+        return compose(config_name=config_name, overrides=list(overrides))
 
 
 def world_config_from(cfg: Any) -> Any:
@@ -256,6 +262,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def error_line(exc: BaseException) -> str:
+    """A user error as one line (Hydra's appended config search path dropped)."""
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    return message.split(" Config search path:")[0]
+
+
 def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt()
 
@@ -287,21 +299,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"leaderboard_eval: interrupted; results so far{where} (continue with --resume)", file=sys.stderr)
         return EXIT_INTERRUPTED
     except _user_errors() as exc:
-        message = " ".join(str(exc).split()) or type(exc).__name__
-        message = message.split(" Config search path:")[0]  # Hydra appends its search path
-        print(f"leaderboard_eval: error: {message}", file=sys.stderr)
+        print(f"leaderboard_eval: error: {error_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     _print_summary(results, Path(str(cfg.checkpoint)))
     return 0
 
 
-def _print_summary(results: dict[str, Any], path: Path) -> None:
+def print_summary_table(results: dict[str, Any], title: str | None = None) -> None:
+    """The summary table on stdout, full width when piped or logged."""
     from rich.console import Console
 
     console = Console()
     if not console.is_terminal:  # piped/logged: don't squeeze the table into 80 columns
         console = Console(width=200)
-    console.print(summary_table(results))
+    table = summary_table(results)
+    if title is not None:
+        table.title = title
+    console.print(table)
+
+
+def _print_summary(results: dict[str, Any], path: Path) -> None:
+    print_summary_table(results)
     print(f"results: {path.resolve()}")
 
 
