@@ -137,17 +137,15 @@ class MinimumSpeedCriterion:
         self._points = 0
         self.checkpoint_values: list[float] = []
 
-    def update(self, tick: WorldTick, background_speed: float | None = None) -> list[InfractionEvent]:
-        """``background_speed``: mean |speed| of the vehicles this tick (computed if None; nan if none)."""
+    def update(self, tick: WorldTick, background_speed: float) -> list[InfractionEvent]:
+        """``background_speed``: mean |speed| of the background vehicles this tick (nan if none), as
+        ``RouteMonitor`` selects them (``CriteriaParams.background_reach``)."""
         x, y = tick.ego.x, tick.ego.y
         self.index = self.g.advance(self.index, x, y, self.WINDOW)
         events: list[InfractionEvent] = []
         if self.g.accum[self.index] - self.current_dist > self.checkpoint_dist:
             events += self._checkpoint(tick)
             self.current_dist = float(self.g.accum[self.index])
-        if background_speed is None:
-            speeds = [abs(a.speed) for a in tick.actors if a.kind == "vehicle"]
-            background_speed = sum(speeds) / len(speeds) if speeds else math.nan
         if not math.isnan(background_speed):
             self._mean_speed += background_speed
             self._actor_speed += abs(tick.ego.speed)
