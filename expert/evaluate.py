@@ -8,6 +8,9 @@ world with ``ExpertDriver`` through ``leaderboard_eval.runner.run_routes``. The 
 
     python -m expert.evaluate --towns grid_tls,spider_prio --count-per-town 3 --out runs/expert junction_speed=9
 
+``--explain`` attributes every 2.x MinimumSpeed checkpoint to the hazards that held the car up
+(``expert.explain``): ``<out>/explain.json`` and a table of the totals over the failed checkpoints.
+
 User errors (unknown town, bad override, an output folder that can't be written) print one line on
 stderr and exit 2; Ctrl-C exits 130 with the results so far in the output folder.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import dataclasses
+import json
 import logging
 import multiprocessing
 import sys
@@ -57,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-length", type=float, default=600.0, help="longest route, m (default 600)")
     p.add_argument("--out", default="runs/expert_eval", help="output folder for results.json (default runs/expert_eval)")
     p.add_argument("--video-dir", help="also write a BEV MP4 and an overview PNG per route here")
+    p.add_argument("--explain", action="store_true",
+                   help="attribute every MinimumSpeed checkpoint to the hazards that held the car up: "
+                        "writes explain.json and prints the totals over the failed checkpoints (2.x)")
     p.add_argument("--workers", type=int, default=1, help="towns driven in parallel processes (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -110,17 +117,24 @@ class _ExpertFactory:
         return ExpertDriver(**self.overrides)
 
 
-def _run(routes: list[Route], checkpoint: Path, args_dict: dict[str, Any]) -> dict[str, Any]:
+def _run(routes: list[Route], checkpoint: Path, args_dict: dict[str, Any]
+         ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(results, explain rows: [] without ``args_dict["explain"]``)."""
     from driving.worlds.embedded import EmbeddedWorldConfig
+    from expert.explain import MinSpeedExplainer
     from leaderboard_eval.runner import run_routes
 
-    return run_routes(routes, EmbeddedWorldConfig(seed=args_dict["seed"]), _ExpertFactory(args_dict["overrides"]),
-                      version=args_dict["version"], checkpoint_path=checkpoint, video_dir=args_dict["video_dir"],
-                      seed=args_dict["seed"], progress=args_dict["progress"])
+    explainer = MinSpeedExplainer() if args_dict.get("explain") else None
+    results = run_routes(routes, EmbeddedWorldConfig(seed=args_dict["seed"]), _ExpertFactory(args_dict["overrides"]),
+                         version=args_dict["version"], checkpoint_path=checkpoint, video_dir=args_dict["video_dir"],
+                         seed=args_dict["seed"], progress=args_dict["progress"], on_step=explainer)
+    return results, explainer.rows() if explainer is not None else []
 
 
-def run(routes: list[Route], out: Path, args_dict: dict[str, Any], workers: int) -> dict[str, Any]:
-    """Drive ``routes`` (towns in parallel with ``workers`` > 1) and write ``out/results.json``."""
+def run(routes: list[Route], out: Path, args_dict: dict[str, Any], workers: int
+        ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Drive ``routes`` (towns in parallel with ``workers`` > 1) and write ``out/results.json``; returns
+    the results and the ``--explain`` rows (route order)."""
     checkpoint = out / "results.json"
     if workers <= 1:
         return _run(routes, checkpoint, args_dict)
@@ -133,15 +147,16 @@ def run(routes: list[Route], out: Path, args_dict: dict[str, Any], workers: int)
     # one process per town at a time: libsumo allows one simulation per process
     ctx = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        futures = [pool.submit(_run, rs, parts[t], {**args_dict, "progress": False}) for t, rs in by_town.items()]
-        for f in concurrent.futures.as_completed(futures):
+        futures = {t: pool.submit(_run, rs, parts[t], {**args_dict, "progress": False}) for t, rs in by_town.items()}
+        for f in concurrent.futures.as_completed(futures.values()):
             f.result()
+    explained = [row for t in by_town for row in futures[t].result()[1]]
     records = []
     for town in by_town:
         for rec in read_records(parts[town]):
             rec.index = len(records)
             records.append(rec)
-    return write_results(checkpoint, records, args_dict["version"], total_routes=len(routes))
+    return write_results(checkpoint, records, args_dict["version"], total_routes=len(routes)), explained
 
 
 def town_means(results: dict[str, Any], towns: Sequence[str]) -> dict[str, float]:
@@ -174,9 +189,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.video_dir:
             prepare_output_dir(args.video_dir, "--video-dir")
         routes = test_routes(towns, args.count, args.seed, args.min_length, args.max_length)
+        if args.explain and version == "1.0":
+            raise EvaluateError("--explain explains the MinimumSpeed criterion, which 1.0 does not have")
         args_dict = {"seed": args.seed, "overrides": overrides, "version": version, "video_dir": args.video_dir,
-                     "progress": not args.quiet}
-        results = run(routes, out, args_dict, max(1, int(args.workers)))
+                     "progress": not args.quiet, "explain": args.explain}
+        results, explained = run(routes, out, args_dict, max(1, int(args.workers)))
     except KeyboardInterrupt:
         print(f"expert.evaluate: interrupted; results so far in {out}", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -185,6 +202,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"expert.evaluate: error: {error_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     _print_summary(results, out / "results.json")
+    if args.explain:
+        from expert.explain import print_totals
+
+        (out / "explain.json").write_text(json.dumps(explained, indent=1) + "\n")
+        print_totals(explained)
+        print(f"explanation per checkpoint: {out / 'explain.json'}")
     for town, ds in town_means(results, towns).items():
         print(f"{town}: mean DS {ds:.2f}")
     glob = results["_checkpoint"]["global_record"]

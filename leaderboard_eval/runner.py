@@ -413,7 +413,7 @@ def run_routes(routes: Sequence[Route], world_config: Any, driver_factory: Calla
                video_dir: str | Path | None = None, *, repetitions: int = 1, resume: bool = False,
                seed: int = 0, wall_time_limit_s: float | None = 900.0, blocked_time_s: float | None = None,
                world_factory: WorldFactory | None = None, progress: bool = True,
-               on_record: Callable[[Any], None] | None = None) -> dict[str, Any]:
+               on_record: Callable[[Any], None] | None = None, on_step: StepHook | None = None) -> dict[str, Any]:
     """Run every route ``repetitions`` times and return the results dict (also in ``checkpoint_path``).
 
     ``world_config`` is an ``EmbeddedWorldConfig`` (ignored when ``world_factory`` is given);
@@ -422,6 +422,7 @@ def run_routes(routes: Sequence[Route], world_config: Any, driver_factory: Calla
     overrides the leaderboard's 180 s blocked rule (tests); ``video_dir`` asks for a BEV MP4 and an
     overview PNG per route (nothing is rendered otherwise). ``on_record(record)`` receives each new
     ``RouteRecord`` with its ``events`` (positions, frames; results.json keeps only the messages).
+    ``on_step`` is ``run_episode``'s per-tick hook, for every route.
     A checkpoint path that is a folder, or whose folder can't be created, raises ``RunnerError``.
     """
     from driving.criteria.events import check_version
@@ -474,7 +475,7 @@ def run_routes(routes: Sequence[Route], world_config: Any, driver_factory: Calla
                         bar.update(_task, info=f"RC {monitor.route_completion:5.1f}%")
 
                 record, rebuild = run_episode(world, job, driver_factory, version, seed + job.repetition,
-                                              wall_time_limit_s, blocked_time_s, video, on_tick)
+                                              wall_time_limit_s, blocked_time_s, video, on_tick, on_step)
                 records[job.index] = record
                 results = save()
                 if on_record is not None:

@@ -260,6 +260,18 @@ class RouteMonitor:
 
     # ------------------------------------------------------------------ state
     @property
+    def min_speed_sample(self) -> tuple[int, float] | None:
+        """2.x: (index of the MinimumSpeed checkpoint being measured, this tick's mean background speed
+        in m/s, nan when no vehicle counted); None under 1.0 (no such criterion)."""
+        c = self._min_speed
+        return None if c is None else (len(c.checkpoint_values), c.background_speed)
+
+    @property
+    def min_speed_checkpoints(self) -> list[float]:
+        """2.x: the MinimumSpeed values (%) of the checkpoints closed so far ([] under 1.0)."""
+        return [] if self._min_speed is None else list(self._min_speed.checkpoint_values)
+
+    @property
     def route_completion(self) -> float:
         """Percentage of the route completed so far (100 once the end is reached)."""
         return float(self._completion.value)

@@ -136,6 +136,7 @@ class MinimumSpeedCriterion:
         self._actor_speed = 0.0
         self._points = 0
         self.checkpoint_values: list[float] = []
+        self.background_speed = math.nan  # this tick's mean background speed (nan: none counted)
 
     def update(self, tick: WorldTick, background_speed: float) -> list[InfractionEvent]:
         """``background_speed``: mean |speed| of the background vehicles this tick (nan if none), as
@@ -146,6 +147,7 @@ class MinimumSpeedCriterion:
         if self.g.accum[self.index] - self.current_dist > self.checkpoint_dist:
             events += self._checkpoint(tick)
             self.current_dist = float(self.g.accum[self.index])
+        self.background_speed = background_speed
         if not math.isnan(background_speed):
             self._mean_speed += background_speed
             self._actor_speed += abs(tick.ego.speed)

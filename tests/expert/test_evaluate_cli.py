@@ -24,6 +24,7 @@ def evaluate(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     (("--count-per-town", "0"), "--count-per-town"),
     (("not_a_field=1",), "not_a_field"),
     (("junction_speed=fast",), "junction_speed"),
+    (("--explain", "--version", "1.0"), "--explain"),
 ])
 def test_bad_input_is_one_line_on_stderr_and_exit_2(tmp_path: Path, args: tuple[str, ...], needle: str) -> None:
     out = evaluate("--out", str(tmp_path / "out"), *args)
@@ -36,7 +37,7 @@ def test_bad_input_is_one_line_on_stderr_and_exit_2(tmp_path: Path, args: tuple[
 @pytest.mark.slow
 def test_evaluates_a_small_route_set_and_prints_the_mean_driving_score(tmp_path: Path, town_cache_dir: Path) -> None:
     out = evaluate("--towns", "grid_tls,spider_prio", "--count-per-town", "1", "--out", str(tmp_path / "eval"),
-                   "--min-length", "120", "--max-length", "200", "--quiet", timeout=900)
+                   "--min-length", "120", "--max-length", "200", "--quiet", "--explain", timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     results = json.loads((tmp_path / "eval" / "results.json").read_text())
     records = results["_checkpoint"]["records"]
@@ -48,3 +49,6 @@ def test_evaluates_a_small_route_set_and_prints_the_mean_driving_score(tmp_path:
     mean = float(lines[-1].split()[2])
     assert mean == pytest.approx(results["_checkpoint"]["global_record"]["scores_mean"]["score_composed"], abs=0.01)
     assert any(line.startswith("grid_tls: mean DS") for line in lines)
+    explained = json.loads((tmp_path / "eval" / "explain.json").read_text())
+    assert [row["route_id"] for row in explained] == [r["route_id"] for r in records]
+    assert "Failed MinimumSpeed checkpoints" in out.stdout

@@ -1,0 +1,148 @@
+"""Why a driver loses 2.x MinimumSpeed checkpoints: its speed against the background's, by hazard.
+
+The leaderboard's ``MinimumSpeedRouteTest`` splits a route into four checkpoints and compares, per
+tick, the ego's speed with the mean speed of the background vehicles; a checkpoint whose ego mean is
+below the background mean is an infraction (x ``1 - 0.3 (1 - pct)``). ``MinSpeedExplainer`` is a
+``leaderboard_eval.runner`` step hook that accumulates exactly the ticks the criterion counts and splits
+them by the hazard that set the driver's target (``driver.debug["kind"]``, e.g. the expert's
+``vehicle``, ``conflict_vehicle``, ``red_light``):
+
+- *deficit* (m): the sum of ``(background - ego speed) x dt`` over the hazard's ticks. A checkpoint
+  fails exactly when its total deficit is positive, so the hazards with the largest deficits are the
+  ones that cost it;
+- *slow* (s): time spent below ``SLOW_SPEED`` under the hazard.
+
+``python -m expert.evaluate --explain`` writes ``explain.json`` and prints the totals over the failed
+checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+SLOW_SPEED = 3.0  # m/s: below this the ego counts as held up
+
+# What the expert's hazard kinds (ExpertDriver.debug["kind"]) mean, for the printed table.
+KIND_MEANING = {
+    "vehicle": "queued behind or following a vehicle in the lane",
+    "conflict_vehicle": "yielding to a vehicle forecast to cross its path",
+    "red_light": "first in line at a red light",
+    "yellow_light": "stopping for a yellow light",
+    "stop_sign": "stopping at a stop sign",
+    "curve": "slowed for a curve or turn",
+    "junction": "junction speed",
+    "cruise": "at the speed limit, or accelerating towards it",
+    "pedestrian": "a pedestrian in the path",
+    "conflict_pedestrian": "yielding to a pedestrian forecast to cross",
+    "pedestrian_contact": "holding still: a walker touches the car",
+    "vehicle_contact": "holding still: a car touches the car",
+    "start_guard": "not starting off: a car sweeps past the front",
+    "static": "a static obstacle in the path",
+    "route_end": "end of the route",
+}
+
+
+@dataclass
+class CheckpointTally:
+    """The ticks of one MinimumSpeed checkpoint (sums over ticks, speeds in m/s, dt in s)."""
+
+    ticks: int = 0
+    ego: float = 0.0  # sum of the ego's |speed|
+    background: float = 0.0  # sum of the mean background speed
+    deficit: Counter = field(default_factory=Counter)  # kind -> m
+    slow: Counter = field(default_factory=Counter)  # kind -> s
+
+    def percentage(self) -> float:
+        """The criterion's value: ego mean / background mean, in percent (100 when nothing counted)."""
+        return round(self.ego / self.background * 100.0, 2) if self.background else 100.0
+
+
+class MinSpeedExplainer:
+    """``on_step`` hook for ``leaderboard_eval.runner.run_routes`` / ``run_episode`` (see the module)."""
+
+    def __init__(self, dt: float = 0.05) -> None:
+        self.dt = dt
+        self._routes: dict[str, list[CheckpointTally]] = {}
+        self._monitors: dict[str, Any] = {}
+
+    def __call__(self, scene: Any, driver: Any, control: Any, tick: Any, monitor: Any, new_events: Any) -> None:
+        sample = monitor.min_speed_sample
+        if sample is None:
+            return  # 1.0: no such criterion
+        index, background = sample
+        if math.isnan(background):
+            return  # the criterion does not count this tick either
+        route_id = monitor.route_id
+        self._monitors[route_id] = monitor
+        tallies = self._routes.setdefault(route_id, [])
+        while len(tallies) <= index:
+            tallies.append(CheckpointTally())
+        t = tallies[index]
+        ego = abs(float(tick.ego.speed))
+        kind = str((getattr(driver, "debug", None) or {}).get("kind") or "unknown")
+        t.ticks += 1
+        t.ego += ego
+        t.background += background
+        t.deficit[kind] += (background - ego) * self.dt
+        if ego < SLOW_SPEED:
+            t.slow[kind] += self.dt
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Per route: every checkpoint with its seconds, mean speeds, percentage, the value the criterion
+        scored (None: not scored, e.g. a route that ended early) and the deficit / slow time by hazard."""
+        out = []
+        for route_id, tallies in self._routes.items():
+            scored = self._monitors[route_id].min_speed_checkpoints
+            cps = []
+            for i, t in enumerate(tallies):
+                cps.append({
+                    "index": i, "seconds": round(t.ticks * self.dt, 2),
+                    "ego_speed": round(t.ego / t.ticks, 3), "background_speed": round(t.background / t.ticks, 3),
+                    "percentage": t.percentage(), "scored": scored[i] if i < len(scored) else None,
+                    "deficit_m": {k: round(v, 2) for k, v in t.deficit.most_common()},
+                    "slow_s": {k: round(v, 2) for k, v in t.slow.most_common()},
+                })
+            out.append({"route_id": route_id, "checkpoints": cps})
+        return out
+
+
+def failed_totals(rows: list[dict[str, Any]]) -> tuple[int, int, dict[str, tuple[float, float]]]:
+    """Over the failed checkpoints of ``rows``: (failed, scored, {kind: (slow s, positive deficit m)}),
+    kinds by deficit, largest first."""
+    slow: Counter = Counter()
+    deficit: Counter = Counter()
+    failed = scored = 0
+    for row in rows:
+        for cp in row["checkpoints"]:
+            if cp["scored"] is None:
+                continue
+            scored += 1
+            if cp["scored"] >= 100.0:
+                continue
+            failed += 1
+            slow.update(cp["slow_s"])
+            for kind, metres in cp["deficit_m"].items():
+                deficit[kind] += max(metres, 0.0)
+    kinds = sorted(set(slow) | set(deficit), key=lambda k: -deficit[k])
+    return failed, scored, {k: (round(slow[k], 1), round(deficit[k], 1)) for k in kinds}
+
+
+def print_totals(rows: list[dict[str, Any]], console: Any = None) -> None:
+    """A table of ``failed_totals`` (rich)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    failed, scored, totals = failed_totals(rows)
+    table = Table(title=f"Failed MinimumSpeed checkpoints: {failed} of {scored}, by the hazard that held the car up")
+    table.add_column("hazard")
+    table.add_column("below 3 m/s (s)", justify="right")
+    table.add_column("speed deficit (m)", justify="right")
+    table.add_column("meaning")
+    for kind, (slow_s, metres) in totals.items():
+        if slow_s == 0.0 and metres == 0.0:
+            continue
+        table.add_row(kind, f"{slow_s:.1f}", f"{metres:.1f}", KIND_MEANING.get(kind, ""))
+    (console or Console()).print(table)
