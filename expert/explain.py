@@ -10,7 +10,10 @@ them by the hazard that set the driver's target (``driver.debug["kind"]``, e.g. 
 - *deficit* (m): the sum of ``(background - ego speed) x dt`` over the hazard's ticks. A checkpoint
   fails exactly when its total deficit is positive, so the hazards with the largest deficits are the
   ones that cost it;
-- *slow* (s): time spent below ``SLOW_SPEED`` under the hazard.
+- *slow* (s): time spent below ``SLOW_SPEED`` under the hazard;
+- *DS cost*: how many DS points the route would gain if the ego had kept the background's speed
+  during the hazard's ticks (its deficit removed, the checkpoints rescored with the route's other
+  infractions unchanged). An upper bound on what handling that hazard better could buy.
 
 ``python -m expert.evaluate --explain`` writes ``explain.json`` and prints the totals over the failed
 checkpoints.
@@ -92,10 +95,12 @@ class MinSpeedExplainer:
 
     def rows(self) -> list[dict[str, Any]]:
         """Per route: every checkpoint with its seconds, mean speeds, percentage, the value the criterion
-        scored (None: not scored, e.g. a route that ended early) and the deficit / slow time by hazard."""
+        scored (None: not scored, e.g. a route that ended early) and the deficit / slow time by hazard;
+        the route's DS and the DS cost of each hazard (see the module)."""
         out = []
         for route_id, tallies in self._routes.items():
-            scored = self._monitors[route_id].min_speed_checkpoints
+            monitor = self._monitors[route_id]
+            scored = monitor.min_speed_checkpoints
             cps = []
             for i, t in enumerate(tallies):
                 cps.append({
@@ -105,17 +110,44 @@ class MinSpeedExplainer:
                     "deficit_m": {k: round(v, 2) for k, v in t.deficit.most_common()},
                     "slow_s": {k: round(v, 2) for k, v in t.slow.most_common()},
                 })
-            out.append({"route_id": route_id, "checkpoints": cps})
+            ds, costs = self._ds_costs(monitor, tallies, scored)
+            out.append({"route_id": route_id, "driving_score": round(ds, 3), "ds_cost": costs, "checkpoints": cps})
         return out
 
+    def _ds_costs(self, monitor: Any, tallies: list[CheckpointTally], scored: list[float]
+                  ) -> tuple[float, dict[str, float]]:
+        """The route's DS and, per hazard, the DS gained if its deficit were removed."""
+        from driving.criteria.events import MIN_SPEED, InfractionEvent
+        from driving.scoring import driving_score, infraction_penalty
 
-def failed_totals(rows: list[dict[str, Any]]) -> tuple[int, int, dict[str, tuple[float, float]]]:
-    """Over the failed checkpoints of ``rows``: (failed, scored, {kind: (slow s, positive deficit m)}),
-    kinds by deficit, largest first."""
+        others = [e for e in monitor.events if e.kind != MIN_SPEED]
+        rc = monitor.route_completion
+
+        def score(values: list[float]) -> float:
+            events = others + [InfractionEvent(MIN_SPEED, 0, 0.0, 0.0, 0.0, "", value=v) for v in values if v < 100.0]
+            return driving_score(rc, infraction_penalty(events, monitor.version))
+
+        actual = score(scored)
+        kinds = {k for t in tallies[:len(scored)] for k, v in t.deficit.items() if v > 0.0}
+        costs = {}
+        for kind in kinds:
+            values = []
+            for t, value in zip(tallies, scored, strict=False):
+                gain = max(t.deficit.get(kind, 0.0), 0.0) / self.dt  # m -> sum of speed over ticks
+                values.append(round((t.ego + gain) / t.background * 100.0, 2) if t.background else value)
+            costs[kind] = round(score(values) - actual, 3)
+        return actual, dict(sorted(costs.items(), key=lambda kv: -kv[1]))
+
+
+def failed_totals(rows: list[dict[str, Any]]) -> tuple[int, int, dict[str, tuple[float, float, float]]]:
+    """Over the failed checkpoints of ``rows``: (failed, scored, {kind: (slow s, positive deficit m,
+    mean DS cost over the routes)}), kinds by deficit, largest first."""
     slow: Counter = Counter()
     deficit: Counter = Counter()
+    cost: Counter = Counter()
     failed = scored = 0
     for row in rows:
+        cost.update(row.get("ds_cost", {}))
         for cp in row["checkpoints"]:
             if cp["scored"] is None:
                 continue
@@ -127,7 +159,8 @@ def failed_totals(rows: list[dict[str, Any]]) -> tuple[int, int, dict[str, tuple
             for kind, metres in cp["deficit_m"].items():
                 deficit[kind] += max(metres, 0.0)
     kinds = sorted(set(slow) | set(deficit), key=lambda k: -deficit[k])
-    return failed, scored, {k: (round(slow[k], 1), round(deficit[k], 1)) for k in kinds}
+    n = max(len(rows), 1)
+    return failed, scored, {k: (round(slow[k], 1), round(deficit[k], 1), round(cost[k] / n, 2)) for k in kinds}
 
 
 def print_totals(rows: list[dict[str, Any]], console: Any = None) -> None:
@@ -140,9 +173,10 @@ def print_totals(rows: list[dict[str, Any]], console: Any = None) -> None:
     table.add_column("hazard")
     table.add_column("below 3 m/s (s)", justify="right")
     table.add_column("speed deficit (m)", justify="right")
+    table.add_column("DS cost", justify="right")
     table.add_column("meaning")
-    for kind, (slow_s, metres) in totals.items():
+    for kind, (slow_s, metres, points) in totals.items():
         if slow_s == 0.0 and metres == 0.0:
             continue
-        table.add_row(kind, f"{slow_s:.1f}", f"{metres:.1f}", KIND_MEANING.get(kind, ""))
+        table.add_row(kind, f"{slow_s:.1f}", f"{metres:.1f}", f"{points:.2f}", KIND_MEANING.get(kind, ""))
     (console or Console()).print(table)

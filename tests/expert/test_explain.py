@@ -40,6 +40,24 @@ def test_each_checkpoint_matches_the_criterion(explained) -> None:
             assert cp["percentage"] == pytest.approx(cp["scored"], abs=0.011), cp
         failures = [cp for cp in scored if cp["scored"] < 100.0]
         assert len(failures) == len(record.infractions.get("min_speed_infractions", []))
+        assert row["driving_score"] == pytest.approx(record.driving_score, abs=0.01)
+
+
+def test_ds_cost_is_the_score_regained_without_the_hazards_deficit(explained) -> None:
+    _, rows = explained
+    for row in rows:
+        scored = [cp for cp in row["checkpoints"] if cp["scored"] is not None]
+        failing = [cp for cp in scored if cp["scored"] < 100.0]
+        in_failed = {k for cp in failing for k, v in cp["deficit_m"].items() if v > 0.0}
+        costly = {k for cp in failing for k, v in cp["deficit_m"].items() if v >= 1.0}  # clear of rounding
+        for kind, cost in row["ds_cost"].items():
+            assert 0.0 <= cost <= 100.0 - row["driving_score"] + 1e-6, (kind, cost, row["driving_score"])
+            if kind not in in_failed:
+                assert cost == pytest.approx(0.0, abs=1e-6), (kind, cost)  # passing quarters stay passed
+            elif kind in costly:
+                assert cost > 0.0, (kind, cost)  # a failed quarter's shortfall, even part of it, costs points
+        if not any(cp["scored"] < 100.0 for cp in scored):
+            assert row["driving_score"] == pytest.approx(100.0)
 
 
 def test_deficits_add_up_and_name_the_experts_hazards(explained) -> None:
@@ -57,7 +75,7 @@ def test_deficits_add_up_and_name_the_experts_hazards(explained) -> None:
 
 
 def test_failed_totals_sum_the_failed_checkpoints_only() -> None:
-    rows = [{"route_id": "r", "checkpoints": [
+    rows = [{"route_id": "r", "ds_cost": {"red_light": 6.0, "vehicle": 1.0}, "checkpoints": [
         {"scored": 80.0, "slow_s": {"red_light": 30.0}, "deficit_m": {"red_light": 200.0, "cruise": -50.0}},
         {"scored": 120.0, "slow_s": {"vehicle": 10.0}, "deficit_m": {"vehicle": 40.0, "cruise": -90.0}},
         {"scored": None, "slow_s": {"vehicle": 5.0}, "deficit_m": {"vehicle": 9.0}},
@@ -65,5 +83,6 @@ def test_failed_totals_sum_the_failed_checkpoints_only() -> None:
     ]}]
     failed, scored, totals = failed_totals(rows)
     assert (failed, scored) == (2, 3)
-    assert totals == {"red_light": (30.0, 200.0), "vehicle": (2.0, 20.0), "curve": (0.0, 5.0), "cruise": (0.0, 0.0)}
+    assert totals == {"red_light": (30.0, 200.0, 6.0), "vehicle": (2.0, 20.0, 1.0), "curve": (0.0, 5.0, 0.0),
+                      "cruise": (0.0, 0.0, 0.0)}
     assert list(totals) == ["red_light", "vehicle", "curve", "cruise"]
