@@ -72,7 +72,8 @@ class ExpertConfig:
     ego_length_margin_per_speed: float = 0.1  # s, ... plus this x the forecast speed
     ego_width_margin: float = 0.12  # m added to the ego's half-width in the forecast ...
     ego_width_margin_per_speed: float = 0.01  # s ... plus this x the forecast speed
-    standing_margin: float = 0.25  # m, the ego's margin (front and sides) against standing vehicles and props
+    standing_margin: float = 0.1  # m, the ego's margin (front and sides) against standing vehicles and props
+    # (0.25 deadlocked the ego in junctions beside cars that waited for it; 0.1 measured +0.4 / +1.1 DS)
     vehicle_width_margin: float = 0.15  # m added to the half-width of a moving vehicle (none standing)
     vehicle_time_margin: float = 0.5  # s: a vehicle's box is stretched by speed x this, both ways
     pedestrian_margin: float = 0.3  # m added to a pedestrian's half-length (along its walk) ...
