@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from leaderboard_eval.__main__ import (
-    CONF_DIR,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
     _quote,
     _raise_interrupt,
     _user_errors,
     compose_config,
+    driver_overrides,
     error_line,
     load_routes,
     print_summary_table,
@@ -73,16 +73,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _driver_overrides(value: str, group: str) -> list[str]:
-    """``driver=<name>`` for a config in conf/driver/, else the group replaced by ``{_target_: path}``."""
-    if value.strip().lower() in ("none", "null") and group != "driver":
-        return [f"~{group}"]
-    if (CONF_DIR / "driver" / f"{value}.yaml").exists():
-        return [f"{group}={value}"]
-    key = "driver" if group == "driver" else "labeller"
-    return [f"~{group}", f"+{key}._target_={_quote(value.replace(':', '.'))}"]
-
-
 def flag_overrides(args: argparse.Namespace) -> list[str]:
     """Hydra overrides equivalent to the flags given (flags first, so explicit overrides win)."""
     out = route_flag_overrides(args)
@@ -94,9 +84,9 @@ def flag_overrides(args: argparse.Namespace) -> list[str]:
         if value is not None:
             out.append(f"{key}={_quote(value) if isinstance(value, str) else value}")
     if args.driver is not None:
-        out += _driver_overrides(args.driver, "driver")
+        out += driver_overrides(args.driver, "driver")
     if args.labeller is not None:
-        out += _driver_overrides(args.labeller, "driver@labeller")
+        out += driver_overrides(args.labeller, "driver@labeller")
     if args.overwrite:
         out.append("overwrite=true")
     if args.quiet:

@@ -99,6 +99,19 @@ def route_flag_overrides(args: argparse.Namespace) -> list[str]:
     return out
 
 
+def driver_overrides(value: str, group: str = "driver") -> list[str]:
+    """Hydra overrides selecting a driver for config ``group`` (``driver`` or ``driver@labeller``):
+    ``<group>=<name>`` for a config in conf/driver/; else the group's config is dropped and replaced by
+    ``{_target_: value}`` alone (a class path: the default driver's keyword arguments do not follow
+    it); ``none`` drops a non-driver group."""
+    if value.strip().lower() in ("none", "null") and group != "driver":
+        return [f"~{group}"]
+    if (CONF_DIR / "driver" / f"{value}.yaml").exists():
+        return [f"{group}={value}"]
+    key = "driver" if group == "driver" else group.partition("@")[2]
+    return [f"~{group}", f"+{key}._target_={_quote(value.replace(':', '.'))}"]
+
+
 def flag_overrides(args: argparse.Namespace) -> list[str]:
     """Hydra overrides equivalent to the flags given (flags first, so explicit overrides win)."""
     out = route_flag_overrides(args)
@@ -107,10 +120,7 @@ def flag_overrides(args: argparse.Namespace) -> list[str]:
     if args.repetitions is not None:
         out.append(f"repetitions={args.repetitions}")
     if args.driver is not None:
-        if (CONF_DIR / "driver" / f"{args.driver}.yaml").exists():
-            out.append(f"driver={args.driver}")
-        else:
-            out.append(f"driver._target_={_quote(args.driver.replace(':', '.'))}")
+        out += driver_overrides(args.driver)
     if args.version is not None:
         out.append(f"version={_quote(args.version)}")
     if args.checkpoint is not None:

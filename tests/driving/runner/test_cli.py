@@ -131,6 +131,7 @@ def test_flags_compose_into_the_hydra_config():
     assert cfg.routes.source == "file" and cfg.routes.file == odd
     assert cfg.routes_subset == "0-4,7" and cfg.repetitions == 3 and cfg.resume is True
     assert cfg.driver._target_ == "pkg.mod.MyDriver" and str(cfg.version) == "2.1"
+    assert set(cfg.driver) == {"_target_"}  # no keyword argument of the default driver follows a class path
     assert cfg.world.n_vehicles == 7 and cfg.blocked_time_s == 9.0
     default = compose_config([])
     assert default.routes.source == "generated" and default.driver._target_ == "driving.drivers.RouteFollower"
