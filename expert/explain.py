@@ -58,9 +58,10 @@ class CheckpointTally:
     deficit: Counter = field(default_factory=Counter)  # kind -> m
     slow: Counter = field(default_factory=Counter)  # kind -> s
 
-    def percentage(self) -> float:
-        """The criterion's value: ego mean / background mean, in percent (100 when nothing counted)."""
-        return round(self.ego / self.background * 100.0, 2) if self.background else 100.0
+    def percentage(self, extra_ego: float = 0.0) -> float:
+        """The criterion's value: ego mean / background mean, in percent (100 when nothing counted);
+        ``extra_ego`` is added to the ego's speed sum (what-if rescoring)."""
+        return round((self.ego + extra_ego) / self.background * 100.0, 2) if self.background else 100.0
 
 
 class MinSpeedExplainer:
@@ -79,8 +80,10 @@ class MinSpeedExplainer:
         if math.isnan(background):
             return  # the criterion does not count this tick either
         route_id = monitor.route_id
-        self._monitors[route_id] = monitor
-        tallies = self._routes.setdefault(route_id, [])
+        tallies = self._routes.get(route_id)
+        if tallies is None:
+            tallies = self._routes[route_id] = []
+            self._monitors[route_id] = monitor
         while len(tallies) <= index:
             tallies.append(CheckpointTally())
         t = tallies[index]
@@ -131,10 +134,8 @@ class MinSpeedExplainer:
         kinds = {k for t in tallies[:len(scored)] for k, v in t.deficit.items() if v > 0.0}
         costs = {}
         for kind in kinds:
-            values = []
-            for t, value in zip(tallies, scored, strict=False):
-                gain = max(t.deficit.get(kind, 0.0), 0.0) / self.dt  # m -> sum of speed over ticks
-                values.append(round((t.ego + gain) / t.background * 100.0, 2) if t.background else value)
+            # the deficit (m) back as speed summed over ticks, i.e. / dt
+            values = [t.percentage(max(t.deficit.get(kind, 0.0), 0.0) / self.dt) for t in tallies[:len(scored)]]
             costs[kind] = round(score(values) - actual, 3)
         return actual, dict(sorted(costs.items(), key=lambda kv: -kv[1]))
 

@@ -104,10 +104,10 @@ class CriteriaParams:
     completion_percentage: float = 99.0
     stop_speed: float = 0.1
     # MinimumSpeedRouteTest (2.x) averages the speed of the *background* vehicles. In the leaderboard
-    # those are BackgroundActivity's, which exist only around the ego: its road vehicles live within
-    # (front vehicles 2 + 1) x 15 m spawn distance + 1.7 m per m/s of ego speed and are destroyed
+    # those are BackgroundActivity's, kept around the ego: its road vehicles drive on within
+    # (front vehicles 2 + 1) x 15 m spawn distance + 1.7 m per m/s of ego speed and are stopped
     # beyond (scenario_runner leaderboard-2.0 background_activity.py, _get_road_radius /
-    # _compute_parameters). A SUMO world keeps traffic everywhere, so only the vehicles within that
+    # _set_road_actor_speed). A SUMO world keeps traffic everywhere, so only the vehicles within that
     # radius of the ego count. None = every vehicle of the world.
     background_radius: float | None = 45.0
     background_radius_per_speed: float = 1.7  # m per m/s of ego speed
