@@ -25,6 +25,7 @@ from driving.worlds.embedded.session import EmbeddedWorldError
 _WINDOW_BACK = 5  # segments searched behind the last projection
 _WINDOW_AHEAD = 60  # and ahead of it (60 m at 1 m spacing: far more than one step at any speed)
 _RELOCATE_DISTANCE = 15.0  # m off the windowed projection before a global search
+_SIGNAL_SEARCH_AHEAD = 10  # segments past an edge's last route waypoint where its lane end may project
 
 
 @dataclass(frozen=True)
@@ -128,18 +129,19 @@ class RouteTrack:
         out[: valid[0]] = limits[valid[0]]
         return out
 
-    def _last_lane_on_edge(self) -> dict[int, str]:
-        """For each position k in ``edges``, the route's lane at the end of that edge (if covered)."""
-        out: dict[int, str] = {}
+    def _last_lane_on_edge(self) -> dict[int, tuple[str, int]]:
+        """For each position k in ``edges``, the route's lane at the end of that edge and the index of
+        its last dense waypoint there (edges the route covers only)."""
+        out: dict[int, tuple[str, int]] = {}
         k = 0
-        for lane in self.lanes:
+        for i, lane in enumerate(self.lanes):
             if lane is None:
                 continue
             edge = lane.rpartition("_")[0]
             while k < len(self.edges) and self.edges[k] != edge:
                 k += 1
             if k < len(self.edges):
-                out[k] = lane
+                out[k] = (lane, i)
         return out
 
     def _signals(self, town: Any, sumo: Any) -> tuple[list[RouteLight], list[RouteStop]]:
@@ -152,9 +154,11 @@ class RouteTrack:
         lights: list[RouteLight] = []
         stop_list: list[RouteStop] = []
         lane_at_end = self._last_lane_on_edge()
+        n_seg = len(self.seg_len)
+        lo = 0  # signals come in route order: a route that passes a signal twice gets it twice
         for k in range(len(self.edges) - 1):
             edge, nxt = self.edges[k], self.edges[k + 1]
-            lane = lane_at_end.get(k)
+            lane, last_index = lane_at_end.get(k, (None, None))
             n_lanes = sumo.edge.getLaneNumber(edge)
             candidates = ([lane] if lane else []) + [f"{edge}_{i}" for i in range(n_lanes - 1, -1, -1)]
             link = None
@@ -167,7 +171,12 @@ class RouteTrack:
             if link is None and approach is None:
                 continue
             lane = lane or candidates[0]
-            s = self._project_point_s(*sumo_to_carla(*sumo.lane.getShape(lane)[-1]))
+            # The lane's end lies at this pass of the edge: search from the previous signal up to
+            # just past the edge's last waypoint, not the whole route (a loop would map it to the
+            # first pass, and the scene would skip the second).
+            hi = n_seg if last_index is None else min(n_seg, last_index + _SIGNAL_SEARCH_AHEAD)
+            seg, s, _ = self._project_range(*sumo_to_carla(*sumo.lane.getShape(lane)[-1]), lo, max(hi, lo + 1))
+            lo = seg
             if link is not None:
                 tls, index, _ = link
                 lights.append(RouteLight(s, f"{tls}_{index}", tls, index, lane))
@@ -176,11 +185,6 @@ class RouteTrack:
                 if xodr is None or xodr[1] in approach.lane_ids:
                     stop_list.append(RouteStop(s, approach.id, lane))
         return lights, stop_list
-
-    def _project_point_s(self, x: float, y: float) -> float:
-        """Arc length of the projection of a point onto the whole polyline (nearest segment)."""
-        _, s, _ = self._project_range(x, y, 0, len(self.seg_len))
-        return s
 
     # ------------------------------------------------------------------ run time
     def _project_range(self, x: float, y: float, lo: int, hi: int) -> tuple[int, float, float]:

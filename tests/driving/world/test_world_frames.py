@@ -105,6 +105,30 @@ def test_light_state_and_stop_line_distance_match_sumo(make_world, grid_routes) 
     assert checked > 20
 
 
+def test_route_lights_match_the_criterion_on_routes_that_pass_a_light_twice(make_world) -> None:
+    """The Scene's lights (``track.lights``) are the ones the red-light criterion holds the ego to, in
+    route order and at the same distance, also where a route loops and crosses one light twice (the
+    second pass used to be placed at the first, so the Scene showed no light there)."""
+    from driving.routes import generate_route_set
+    from driving.signals import load_stop_lines, route_stop_lines
+    from driving.towns import get_town
+
+    world = make_world(n_vehicles=0, n_pedestrians=0)
+    lines = load_stop_lines(get_town("grid_tls"))
+    repeated = 0
+    route_set = generate_route_set(get_town("grid_tls"), seed=0, count=5, min_length=800.0, max_length=1500.0)
+    for route in (r for split in route_set.values() for r in split):
+        world.reset(route, seed=0)
+        expected = [(x.line.id, x.distance) for x in route_stop_lines(route.dense, lines)
+                    if x.line.kind == "traffic_light"]
+        ids = [i for i, _ in expected]
+        repeated += len(set(ids)) < len(ids)
+        assert [light.landmark_id for light in world.track.lights] == ids, route.id
+        for light, (_, distance) in zip(world.track.lights, expected, strict=True):
+            assert light.s == pytest.approx(distance, abs=3.0), route.id
+    assert repeated, "some route of 800-1500 m in a 5x5 grid passes a light twice"
+
+
 def test_light_states_cover_every_landmark_of_the_town(make_world, grid_routes) -> None:
     world = make_world(n_vehicles=0, n_pedestrians=0)
     world.reset(grid_routes[0], seed=0)
