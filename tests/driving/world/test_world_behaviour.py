@@ -193,6 +193,40 @@ def test_stop_sign_is_reported_and_cleared_after_stopping(make_world, stop_route
     assert cleared and 0.0 <= reported[-1] <= 5.0 and abs(scene.ego.speed) < 0.1
 
 
+@pytest.mark.parametrize("stop_margin,counted", [(1.0, True), (4.0, False)])
+def test_stop_sign_cleared_exactly_when_the_criterion_counts_the_stop(make_world, stop_routes,
+                                                                      stop_margin: float, counted: bool) -> None:
+    """The Scene's ``cleared`` agrees with the 2.x RunningStopTest: a stop 1 m before the line clears the
+    sign and passes; a stop 4 m short of it (e.g. for a crossing car) does neither."""
+    from driving.criteria import RouteMonitor
+    from driving.drivers import RouteFollower
+    from driving.signals import load_stop_lines
+
+    world = make_world(town="grid_stop", n_vehicles=0, n_pedestrians=0)
+    route = next(r for r in stop_routes if (world.reset(r, seed=0), world.track.stops)[1]
+                 and world.track.stops[0].s > 20.0)
+    scene = world.reset(route, seed=0)
+    monitor = RouteMonitor(route, world.town, version="2.0", stop_lines=load_stop_lines(world.town))
+    first = world.track.stops[0].landmark_id
+    driver = RouteFollower(stop_margin=stop_margin)
+    events, stopped_for, sign = [], 0, None
+    for _ in range(1500):  # drive up to the sign until it clears or the car has stood there 2 s
+        scene = world.step(driver.run_step(scene))
+        events += monitor.update(world.tick())
+        stopped_for = stopped_for + 1 if abs(scene.ego.speed) < 0.05 else 0
+        sign = next((s for s in scene.stop_signs if s.id == first), None)
+        if sign is not None and (sign.cleared or stopped_for > 40):
+            break
+    assert sign is not None and abs(scene.ego.speed) < 0.1
+    assert sign.distance_to_stop_line == pytest.approx(stop_margin, abs=0.6)
+    assert sign.cleared is counted
+    for _ in range(200):  # then drive through the junction regardless
+        scene = world.step(VehicleControl(throttle=0.5))
+        events += monitor.update(world.tick())
+    ran = [e for e in events if e.kind == "stop_infraction"]
+    assert (not ran) is counted, [e.message for e in ran]
+
+
 def test_jammed_vehicles_are_removed_and_replaced(make_world, grid_routes) -> None:
     import libsumo
 
