@@ -11,6 +11,10 @@ world with ``ExpertDriver`` through ``leaderboard_eval.runner.run_routes``. The 
 ``--explain`` attributes every 2.x MinimumSpeed checkpoint to the hazards that held the car up
 (``expert.explain``): ``<out>/explain.json`` and a table of the totals over the failed checkpoints.
 
+``--reference`` also lets SUMO's own driver model drive every route in the same traffic
+(``driving.worlds.embedded.reference``), scores it with the same criteria (``<out>/reference/``) and
+prints its mean DS per town beside the expert's: what a law-abiding member of the traffic scores.
+
 User errors (unknown town, bad override, an output folder that can't be written) print one line on
 stderr and exit 2; Ctrl-C exits 130 with the results so far in the output folder.
 """
@@ -64,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--explain", action="store_true",
                    help="attribute every MinimumSpeed checkpoint to the hazards that held the car up: "
                         "writes explain.json and prints the totals over the failed checkpoints (2.x)")
+    p.add_argument("--reference", action="store_true",
+                   help="also drive the routes with SUMO's own driver model (same traffic, same criteria) "
+                        "and print its DS beside the expert's; results in <out>/reference/")
     p.add_argument("--workers", type=int, default=1, help="towns driven in parallel processes (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -125,9 +132,18 @@ def _run(routes: list[Route], checkpoint: Path, args_dict: dict[str, Any]
     from leaderboard_eval.runner import run_routes
 
     explainer = MinSpeedExplainer() if args_dict.get("explain") else None
-    results = run_routes(routes, EmbeddedWorldConfig(seed=args_dict["seed"]), _ExpertFactory(args_dict["overrides"]),
-                         version=args_dict["version"], checkpoint_path=checkpoint, video_dir=args_dict["video_dir"],
-                         seed=args_dict["seed"], progress=args_dict["progress"], on_step=explainer)
+    world_config = EmbeddedWorldConfig(seed=args_dict["seed"])
+    driver_factory: Any = _ExpertFactory(args_dict["overrides"])
+    world_factory = None
+    if args_dict.get("reference"):
+        from driving.worlds.embedded.reference import SumoReferenceDriver, sumo_driven_world_factory
+        from leaderboard_eval.runner import prepare_routes
+
+        routes = prepare_routes(routes)
+        driver_factory, world_factory = SumoReferenceDriver, sumo_driven_world_factory(world_config)
+    results = run_routes(routes, world_config, driver_factory, version=args_dict["version"],
+                         checkpoint_path=checkpoint, video_dir=args_dict["video_dir"], seed=args_dict["seed"],
+                         progress=args_dict["progress"], on_step=explainer, world_factory=world_factory)
     return results, explainer.rows() if explainer is not None else []
 
 
@@ -194,6 +210,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args_dict = {"seed": args.seed, "overrides": overrides, "version": version, "video_dir": args.video_dir,
                      "progress": not args.quiet, "explain": args.explain}
         results, explained = run(routes, out, args_dict, max(1, int(args.workers)))
+        reference = None
+        if args.reference:
+            prepare_output_dir(out / "reference", "--out")
+            reference, _ = run(routes, out / "reference", {**args_dict, "reference": True, "explain": False,
+                                                          "video_dir": None}, max(1, int(args.workers)))
     except KeyboardInterrupt:
         print(f"expert.evaluate: interrupted; results so far in {out}", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -208,12 +229,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         (out / "explain.json").write_text(json.dumps(explained, indent=1) + "\n")
         print_totals(explained)
         print(f"explanation per checkpoint: {out / 'explain.json'}")
+    reference_means = town_means(reference, towns) if reference is not None else {}
     for town, ds in town_means(results, towns).items():
-        print(f"{town}: mean DS {ds:.2f}")
-    glob = results["_checkpoint"]["global_record"]
-    mean = (glob.get("scores_mean") or glob.get("scores") or {}).get("score_composed", 0.0)
-    print(f"mean DS: {mean:.2f} over {len(routes)} routes (version {version})")
+        beside = f"   (SUMO's driver: {reference_means[town]:.2f})" if town in reference_means else ""
+        print(f"{town}: mean DS {ds:.2f}{beside}")
+    if reference is not None:
+        print(f"reference, SUMO's own driver on the same routes: mean DS {mean_ds(reference):.2f} "
+              f"({out / 'reference' / 'results.json'})")
+    print(f"mean DS: {mean_ds(results):.2f} over {len(routes)} routes (version {version})")
     return 0
+
+
+def mean_ds(results: dict[str, Any]) -> float:
+    """The global mean driving score of a results.json."""
+    glob = results["_checkpoint"]["global_record"]
+    return float((glob.get("scores_mean") or glob.get("scores") or {}).get("score_composed", 0.0))
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ def test_bad_input_is_one_line_on_stderr_and_exit_2(tmp_path: Path, args: tuple[
 @pytest.mark.slow
 def test_evaluates_a_small_route_set_and_prints_the_mean_driving_score(tmp_path: Path, town_cache_dir: Path) -> None:
     out = evaluate("--towns", "grid_tls,spider_prio", "--count-per-town", "1", "--out", str(tmp_path / "eval"),
-                   "--min-length", "120", "--max-length", "200", "--quiet", "--explain", timeout=900)
+                   "--min-length", "120", "--max-length", "200", "--quiet", "--explain", "--reference", timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
     results = json.loads((tmp_path / "eval" / "results.json").read_text())
     records = results["_checkpoint"]["records"]
@@ -52,3 +52,10 @@ def test_evaluates_a_small_route_set_and_prints_the_mean_driving_score(tmp_path:
     explained = json.loads((tmp_path / "eval" / "explain.json").read_text())
     assert [row["route_id"] for row in explained] == [r["route_id"] for r in records]
     assert "Failed MinimumSpeed checkpoints" in out.stdout
+    # --reference: SUMO's own driver drove the same routes, scored beside the expert
+    reference = json.loads((tmp_path / "eval" / "reference" / "results.json").read_text())
+    assert [r["route_id"] for r in reference["_checkpoint"]["records"]] == [r["route_id"] for r in records]
+    ref_mean = reference["_checkpoint"]["global_record"]["scores_mean"]["score_composed"]
+    line = next(x for x in lines if x.startswith("reference, SUMO's own driver on the same routes: mean DS "))
+    assert float(line.split("mean DS ")[1].split()[0]) == pytest.approx(ref_mean, abs=0.01)
+    assert any(x.startswith("grid_tls: mean DS") and "(SUMO's driver: " in x for x in lines)
