@@ -1,6 +1,7 @@
 """Reproducible route sets per town, split into train / validation / test.
 
 Route ``i`` of a set depends only on (town, seed, i, length range): a random walk along the lane graph
+(never through a turnaround: U-turns at dead ends are tighter than a car can drive)
 from a random start, turned into keypoints (start, the middle of every road it drives along, end) and
 re-planned with ``RoutePlanner`` so the keypoints alone reproduce it (as the leaderboard does). Splits
 are a seeded permutation with exact proportions, so they are disjoint and stable under the seed.
@@ -17,6 +18,7 @@ from typing import Any
 
 from driving.routes.planner import Lane, NoRouteError, RoutePlanner
 from driving.routes.route_xml import write_routes
+from driving.scene import wrap_degrees
 from driving.towns import Town
 from driving.types import Keypoint, Route
 
@@ -32,6 +34,7 @@ WEATHERS: tuple[dict[str, float], ...] = (
      "sun_azimuth_angle": 200.0, "sun_altitude_angle": 15.0, "fog_density": 10.0, "wetness": 60.0},
 )
 _MAX_TRIES = 200
+TURNAROUND_DEG = 150.0  # heading change across a junction beyond which the walk does not take it
 
 
 class RouteSetError(ValueError):
@@ -123,10 +126,10 @@ def _random_walk(planner: RoutePlanner, rng: random.Random, start: tuple[int, in
     points = [_point(planner, lane, s0)]
     driven = abs(lane.s_end - s0)
     while True:
-        nxt = planner.successors(lane.key)
+        nxt = [k for k in sorted(planner.successors(lane.key)) if not _is_turnaround(planner, lane, k)]
         if not nxt:
             return None
-        lane = planner.lanes[rng.choice(sorted(nxt))]
+        lane = planner.lanes[rng.choice(nxt)]
         if lane.is_junction:
             driven += lane.length
             continue
@@ -138,6 +141,16 @@ def _random_walk(planner: RoutePlanner, rng: random.Random, start: tuple[int, in
             return points
         points.append(_point(planner, lane, (lane.s_start + lane.s_end) / 2.0))
         driven += lane.length
+
+
+def _is_turnaround(planner: RoutePlanner, lane: Lane, connector: tuple[int, int, int]) -> bool:
+    """Whether ``connector`` (after ``lane``) is a U-turn, e.g. SUMO's turnaround at a dead end: a loop
+    of ~1.6 m radius no car can drive, and no leaderboard route takes. Routes never use them."""
+    c = planner.lanes[connector]
+    if lane.is_junction or not c.is_junction:
+        return False
+    return any(abs(wrap_degrees(planner.lanes[k].start_yaw - lane.end_yaw)) > TURNAROUND_DEG
+               for k in planner.successors(connector))
 
 
 def _point(planner: RoutePlanner, lane: Lane, s: float) -> Keypoint:

@@ -89,3 +89,28 @@ def test_same_routes_in_another_process(grid_town, town_cache_dir) -> None:
                              cwd=Path(__file__).parents[3], env={**os.environ, "PYTHONHASHSEED": hash_seed},
                              timeout=120, check=True).stdout
         assert json.loads(out.strip().splitlines()[-1]) == expected
+
+
+def test_routes_never_take_a_dead_end_turnaround(roundabout_town) -> None:
+    """The roundabout town's arms end in dead ends whose SUMO turnarounds are ~1.6 m radius loops;
+    the lane graph has them, generated routes never drive them."""
+    from driving.routes.route_sets import planner_for
+    from driving.scene import wrap_degrees
+
+    planner = planner_for(roundabout_town)
+
+    def reverses(before, after) -> bool:
+        return abs(wrap_degrees(after.start_yaw - before.end_yaw)) > 150.0
+
+    turnarounds = {c for k, lane in planner.lanes.items() if not lane.is_junction
+                   for c in planner.successors(k) if planner.lanes[c].is_junction
+                   and any(reverses(lane, planner.lanes[o]) for o in planner.successors(c))}
+    assert turnarounds, "the town has turnarounds, so the check below can fail"
+    sets = generate_route_set(roundabout_town, seed=0, count=20, min_length=200.0, max_length=600.0)
+    for route in (r for v in sets.values() for r in v):
+        dense = route.dense
+        for i in range(1, len(dense)):
+            if dense[i].is_junction and not dense[i - 1].is_junction:
+                j = next((j for j in range(i, len(dense)) if not dense[j].is_junction), None)
+                if j is not None:
+                    assert abs(wrap_degrees(dense[j].yaw - dense[i - 1].yaw)) < 150.0, (route.id, i)
