@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import operator
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,16 @@ _ROUTE_TRIES = 20
 _POS, _ANGLE, _SPEED = tc.VAR_POSITION, tc.VAR_ANGLE, tc.VAR_SPEED
 _get_pos, _get_angle, _get_speed = (operator.itemgetter(v) for v in (_POS, _ANGLE, _SPEED))
 _INVALID = -1e9  # libsumo's INVALID_DOUBLE_VALUE is -1073741824
+STANDING_SPEED = 0.1  # m/s: the ego counts as standing below this (the criteria's stop speed)
+STANDOFF_CONTACT = 0.5  # m between a walker's edge and the ego's box that counts as against it
+STANDOFF_AHEAD = 12.0  # m before the ego's front bumper ...
+STANDOFF_LATERAL = 1.0  # ... and within this beyond its half-width: a walker standing in its lane
+
+
+def _junction_of(lane: str) -> str | None:
+    """The junction of a SUMO internal lane (``:<junction>_<link>_<lane>``, crossings and walking areas
+    alike), None for a normal lane."""
+    return lane[1:].rsplit("_", 2)[0] if lane.startswith(":") else None
 
 
 @dataclass
@@ -42,6 +53,7 @@ class TrafficConfig:
     n_pedestrians: int = 40
     jam_timeout_s: float = 60.0  # a background vehicle stopped this long is removed (and replaced)
     jam_check_interval_s: float = 1.0
+    standoff_timeout_s: float = 15.0  # an actor in a stand-off with the standing ego this long is removed
 
 
 @dataclass
@@ -67,6 +79,9 @@ class Traffic:
         self._n_added = 0
         self._next_jam_check = 0.0
         self.removed_jammed = 0  # vehicles removed by the deadlock breaker this episode
+        self.removed_standoffs = 0  # actors removed by the stand-off breaker this episode
+        self._ego_moved_at = 0.0
+        self._walkers_against: dict[str, float] = {}
         self._rebuild_meta(())
         self._define_types()
         self.vehicle_edges, self.pedestrian_edges = self._usable_edges()
@@ -183,8 +198,11 @@ class Traffic:
             alive.update(self.sumo.simulation.getPendingVehicles())
             self.rows = {k: v for k, v in self.rows.items() if k in alive}
 
-    def remove_jammed(self, now: float) -> int:
-        """Remove background vehicles stopped longer than ``jam_timeout_s`` (deadlock breaker)."""
+    def remove_jammed(self, now: float, ego: Any = None, ego_id: str = "") -> int:
+        """Remove background vehicles stopped longer than ``jam_timeout_s`` (deadlock breaker) and, given
+        the ego's box (an ``ActorBox``) and SUMO id, actors in a stand-off with it (``_remove_standoffs``)."""
+        if ego is not None and abs(ego.speed) >= STANDING_SPEED:
+            self._ego_moved_at = now
         if now < self._next_jam_check:
             return 0
         self._next_jam_check = now + self.config.jam_check_interval_s
@@ -201,6 +219,52 @@ class Traffic:
         if removed:
             self.removed_jammed += removed
             log.debug("removed %d jammed vehicles at t=%.1f", removed, now)
+        if ego is not None and abs(ego.speed) < STANDING_SPEED:
+            removed += self._remove_standoffs(ego, ego_id, now)
+        else:
+            self._walkers_against = {}
+        return removed
+
+    def _remove_standoffs(self, ego: Any, ego_id: str, now: float) -> int:
+        """Break stand-offs SUMO cannot see: the ego is moved into SUMO from outside, so SUMO's junction
+        model does not coordinate with it. A car stopped inside the junction the ego stands in (each
+        waiting for the other) and a walker standing against the ego's box or in its lane just ahead
+        (SUMO walkers walk into a car that stands on their crossing, or stop on the crossing in front
+        of it, and stay there) are removed once both have stood still ``standoff_timeout_s`` -- the
+        jam breaker would take ``jam_timeout_s``, and never takes walkers. Queues, red lights and
+        walkers on the kerb are untouched."""
+        limit = self.config.standoff_timeout_s
+        vehicle, person = self.sumo.vehicle, self.sumo.person
+        removed = 0
+        junction = _junction_of(vehicle.getLaneID(ego_id)) if ego_id in vehicle.getIDList() else None
+        if junction is not None and now - self._ego_moved_at > limit:
+            for vid in vehicle.getIDList():
+                if (vid not in self.excluded and _junction_of(vehicle.getLaneID(vid)) == junction
+                        and vehicle.getWaitingTime(vid) > limit):
+                    vehicle.unsubscribe(vid)
+                    vehicle.remove(vid)
+                    removed += 1
+        c, s = math.cos(math.radians(ego.yaw)), math.sin(math.radians(ego.yaw))
+        against: dict[str, float] = {}  # walkers standing against the ego -> since when
+        for pid in person.getIDList():
+            px, py = person.getPosition(pid)
+            dx, dy = px - ego.x, -py - ego.y  # SUMO y is flipped
+            along, across = c * dx + s * dy, abs(-s * dx + c * dy)
+            gap = math.hypot(max(abs(along) - ego.half_length, 0.0), max(across - ego.half_width, 0.0))
+            in_lane_ahead = (0.0 < along - ego.half_length < STANDOFF_AHEAD
+                             and across < ego.half_width + STANDOFF_LATERAL)
+            if ((gap < PEDESTRIAN_HALF_WIDTH + STANDOFF_CONTACT or in_lane_ahead)
+                    and person.getSpeed(pid) < STANDING_SPEED):
+                against[pid] = self._walkers_against.get(pid, now)
+                if now - against[pid] > limit:
+                    person.unsubscribe(pid)
+                    person.remove(pid)
+                    removed += 1
+                    del against[pid]
+        self._walkers_against = against
+        if removed:
+            self.removed_standoffs += removed
+            log.debug("removed %d actors in a stand-off with the ego at t=%.1f", removed, now)
         return removed
 
     # ------------------------------------------------------------------ reading

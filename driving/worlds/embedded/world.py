@@ -62,6 +62,7 @@ class EmbeddedWorldConfig:
     sumo_action_step: float = 0.1  # s between SUMO drivers' decisions (reaction time of background traffic)
     route_horizon: float = 100.0
     jam_timeout_s: float = 60.0
+    standoff_timeout_s: float = 15.0  # s: a car or walker in a stand-off with the standing ego is removed
     cache_dir: str | None = None
     ego: EgoParams = field(default_factory=EgoParams)
 
@@ -69,7 +70,8 @@ class EmbeddedWorldConfig:
         for name in ("n_vehicles", "n_pedestrians", "jaywalkers"):
             if int(getattr(self, name)) < 0:
                 raise EmbeddedWorldError(f"EmbeddedWorldConfig.{name} must be >= 0, got {getattr(self, name)!r}")
-        for name in ("perception_radius", "sumo_step_length", "sumo_action_step", "route_horizon", "jam_timeout_s"):
+        for name in ("perception_radius", "sumo_step_length", "sumo_action_step", "route_horizon", "jam_timeout_s",
+                     "standoff_timeout_s"):
             if not float(getattr(self, name)) > 0:
                 raise EmbeddedWorldError(f"EmbeddedWorldConfig.{name} must be > 0, got {getattr(self, name)!r}")
 
@@ -188,7 +190,8 @@ class EmbeddedWorld(World):
         self._insert_ego()
         sumo.simulationStep()  # the ego is on the network before any traffic is inserted
         self.traffic = Traffic(sumo, self._rng, self._ids, TrafficConfig(
-            self.config.n_vehicles, self.config.n_pedestrians, self.config.jam_timeout_s))
+            self.config.n_vehicles, self.config.n_pedestrians, self.config.jam_timeout_s,
+            standoff_timeout_s=self.config.standoff_timeout_s))
         self.traffic.excluded.add(EGO_SUMO_ID)
         self.traffic.refill()
         self._sync_ego()
@@ -227,7 +230,9 @@ class EmbeddedWorld(World):
         self.time = self.frame * self.dt
         self._ensure_ego()
         self.traffic.after_step()
-        self.traffic.remove_jammed(self.time)
+        e, p = self.ego, self.config.ego
+        self.traffic.remove_jammed(self.time, ActorBox(EGO_ACTOR_ID, "ego", e.x, e.y, e.yaw_deg, p.half_length,
+                                                       p.half_width, e.speed), EGO_SUMO_ID)
         self.traffic.refill()
         t4 = clock()
         self._update_lights()

@@ -246,6 +246,83 @@ def test_jammed_vehicles_are_removed_and_replaced(make_world, grid_routes) -> No
     assert f"placed{blocker}" in libsumo.vehicle.getIDList()
 
 
+def test_a_walker_standing_against_the_standing_ego_is_removed(make_world, grid_routes) -> None:
+    """Stand-off breaker: SUMO walkers walk into a car standing on their crossing, or stop on the
+    crossing in front of it, and stay there; one standing against the standing ego's box and one in its
+    lane 5 m ahead are removed after ``standoff_timeout_s``, one on the kerb 3 m to the side is not."""
+    import libsumo
+
+    from driving.worlds.embedded.traffic import ActorRow
+
+    world = make_world(n_vehicles=0, n_pedestrians=0, standoff_timeout_s=2.0)
+    world.reset(grid_routes[0], seed=0)
+    world.step(VehicleControl(brake=1.0))
+    e, half_width = world.ego, world.config.ego.half_width
+    edge = next(ed for ed in libsumo.edge.getIDList() if not ed.startswith(":"))
+    spots = {}
+    ahead = world.config.ego.half_length + 5.0
+    for pid, along, lateral in (("against", 0.0, half_width + 0.5), ("ahead", ahead, 0.5),
+                                ("kerb", 0.0, half_width + 3.0)):
+        x = e.x + math.cos(e.yaw) * along - math.sin(e.yaw) * lateral
+        y = e.y + math.sin(e.yaw) * along + math.cos(e.yaw) * lateral
+        libsumo.person.add(pid, edge, 1.0, depart=-3)
+        libsumo.person.appendWaitingStage(pid, 100.0)
+        world.traffic.rows[pid] = ActorRow(900 + len(spots), 0.25, 0.3, False)
+        spots[pid] = (x, -y)  # SUMO frame
+    seen = []
+    for _ in range(120):  # 6 s, the ego braking throughout
+        for pid, (x, y) in spots.items():
+            if pid in libsumo.person.getIDList():
+                libsumo.person.moveToXY(pid, "", x, y, keepRoute=2)  # held in place
+        world.step(VehicleControl(brake=1.0))
+        seen.append(set(libsumo.person.getIDList()))
+    for pid in ("against", "ahead"):
+        assert pid in seen[30] and pid not in seen[-1]  # there after 1.5 s, gone by 6 s
+    assert all("kerb" in s for s in seen)
+    assert world.traffic.removed_standoffs == 2
+
+
+def test_a_car_standing_in_the_junction_the_ego_stands_in_is_removed(make_world, grid_routes) -> None:
+    """Stand-off breaker: a SUMO car stopped inside the junction where the ego stands (each waiting for
+    the other: SUMO does not coordinate with the externally moved ego) is removed after
+    ``standoff_timeout_s``; a car stopped on a road outside it is left to the 60 s jam breaker."""
+    import libsumo
+
+    from driving.worlds.embedded.traffic import ActorRow
+    from driving.worlds.embedded.world import EGO_SUMO_ID
+
+    world = make_world(n_vehicles=0, n_pedestrians=0, standoff_timeout_s=2.0)
+    route = next(r for r in grid_routes if any(w.is_junction for w in r.dense[10:]))
+    world.reset(route, seed=0)
+    k = next(i for i, w in enumerate(route.dense) if i > 10 and w.is_junction)
+    inside = route.dense[k]
+    world.ego.reset(inside.x, inside.y, inside.yaw)  # standing in the junction
+    world.step(VehicleControl(brake=1.0))
+    assert libsumo.vehicle.getLaneID(EGO_SUMO_ID).startswith(":")
+    far = route.dense[max(k - 10, 0)]
+    cars = {"in_junction": (inside.x + 0.5, inside.y + 0.5, inside.yaw), "on_road": (far.x, far.y, far.yaw)}
+    edges = world.track.edges
+    libsumo.route.add("standoff_route", edges[:2])
+    for n, (vid, (x, y, yaw)) in enumerate(cars.items()):
+        libsumo.vehicle.add(vid, "standoff_route", depart="now")
+        libsumo.vehicle.moveToXY(vid, "", -1, x, -y, yaw + 90.0, keepRoute=2)
+        world.traffic.rows[vid] = ActorRow(950 + n, 2.3, 0.9, True)
+    libsumo.vehicle.moveToXY("on_road", "", -1, far.x, -far.y, far.yaw + 90.0, keepRoute=2)
+    gone = {}
+    for step in range(120):  # 6 s
+        for vid in cars:
+            if vid in libsumo.vehicle.getIDList():
+                libsumo.vehicle.setSpeed(vid, 0.0)
+        world.ego.reset(inside.x, inside.y, inside.yaw)
+        world.step(VehicleControl(brake=1.0))
+        for vid in cars:
+            if vid not in libsumo.vehicle.getIDList():
+                gone.setdefault(vid, step)
+    assert "in_junction" in gone and gone["in_junction"] > 40, gone  # after 2 s standing, not before
+    assert "on_road" not in gone
+    assert world.traffic.removed_standoffs == 1
+
+
 def test_ego_back_on_its_route_follows_it_in_sumo_again(make_world, grid_routes) -> None:
     import libsumo
 
