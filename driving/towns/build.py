@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 NET_FILE, XODR_FILE, META_FILE = "net.net.xml", "town.xodr", "meta.json"
 # Bump when the build output changes shape so old cache entries are not reused.
-BUILD_FORMAT = 1
+BUILD_FORMAT = 2  # 2: smooth junction lanes (INTERNAL_LINK_DETAIL)
 
 
 class TownBuildError(RuntimeError):

@@ -36,6 +36,7 @@ GENERATOR_DEFAULTS: dict[str, dict[str, Any]] = {
     "roundabout": {"number": 3, "spacing": 150.0, "radius": 20.0, "attach_length": 60.0, "junction": "priority"},
 }
 NETGENERATE_ONLY = ("random_lanes", "turn_lanes")  # options the plain-XML generator cannot honour
+INTERNAL_LINK_DETAIL = 40  # points per junction lane (netconvert --junctions.internal-link-detail)
 
 
 class TownSpecError(ValueError):
@@ -147,6 +148,10 @@ class TownSpec:
             args += ["--crossings.guess", "true"]
         # U-turns make odd junction connectors and routes; keep them only where a road ends.
         args += ["--no-turnarounds.except-deadend" if p["dead_end_uturns"] else "--no-turnarounds", "true"]
+        # SUMO's default of 5 points makes junction lanes polylines with 15-45 degree kinks; a SUMO car's
+        # heading jumps at each, and its box (from the front bumper back along the heading) swings a
+        # metre sideways into the next lane: phantom collisions with the ego on parallel turn lanes.
+        args += ["--junctions.internal-link-detail", str(INTERNAL_LINK_DETAIL)]
         return args
 
 

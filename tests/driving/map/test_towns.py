@@ -156,3 +156,26 @@ def _distance_to_polyline(shape, x: float, y: float) -> float:
         f = max(0.0, min(1.0, ((x - ax) * dx + (y - ay) * dy) / ((dx * dx + dy * dy) or 1.0)))
         best = min(best, math.hypot(x - (ax + f * dx), y - (ay + f * dy)))
     return best
+
+
+@pytest.mark.parametrize("town_fixture", ["grid_town", "rand_town", "spider_town", "roundabout_town"])
+def test_junction_lanes_are_smooth(town_fixture, request) -> None:
+    """SUMO junction lanes bend by < 20 degrees per shape point: a SUMO car's heading follows its lane,
+    and its box is placed back from the front bumper along that heading, so a kink swings the box
+    sideways (netconvert's default of 5 points per junction lane left 35-45 degree kinks)."""
+    import sumolib
+
+    town = request.getfixturevalue(town_fixture)
+    net = sumolib.net.readNet(str(town.net_file), withInternal=True)
+    worst, lanes = 0.0, 0
+    for edge in net.getEdges(withInternal=True):
+        if edge.getFunction() != "internal":
+            continue
+        for lane in edge.getLanes():
+            shape = [p for p, q in zip(lane.getShape(), lane.getShape()[1:]) if math.dist(p, q) > 0.05]
+            shape += lane.getShape()[-1:]
+            heads = [math.degrees(math.atan2(b[1] - a[1], b[0] - a[0])) for a, b in zip(shape, shape[1:])]
+            worst = max([worst] + [abs((b - a + 180.0) % 360.0 - 180.0) for a, b in zip(heads, heads[1:])])
+            lanes += 1
+    assert lanes > 20
+    assert worst < 20.0, f"{town.name}: a junction lane kinks by {worst:.1f} degrees"
