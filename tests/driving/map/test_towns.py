@@ -172,10 +172,10 @@ def test_junction_lanes_are_smooth(town_fixture, request) -> None:
         if edge.getFunction() != "internal":
             continue
         for lane in edge.getLanes():
-            shape = [p for p, q in zip(lane.getShape(), lane.getShape()[1:]) if math.dist(p, q) > 0.05]
+            shape = [p for p, q in zip(lane.getShape(), lane.getShape()[1:], strict=False) if math.dist(p, q) > 0.05]
             shape += lane.getShape()[-1:]
-            heads = [math.degrees(math.atan2(b[1] - a[1], b[0] - a[0])) for a, b in zip(shape, shape[1:])]
-            worst = max([worst] + [abs((b - a + 180.0) % 360.0 - 180.0) for a, b in zip(heads, heads[1:])])
+            heads = [math.degrees(math.atan2(b[1] - a[1], b[0] - a[0])) for a, b in zip(shape, shape[1:], strict=False)]
+            worst = max([worst] + [abs((b - a + 180.0) % 360.0 - 180.0) for a, b in zip(heads, heads[1:], strict=False)])
             lanes += 1
     assert lanes > 20
     assert worst < 20.0, f"{town.name}: a junction lane kinks by {worst:.1f} degrees"
