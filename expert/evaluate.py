@@ -236,8 +236,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     if reference is not None:
         print(f"reference, SUMO's own driver on the same routes: mean DS {mean_ds(reference):.2f} "
               f"({out / 'reference' / 'results.json'})")
+        print(f"min-speed penalties alone (RC x IP of min_speed_infractions only): SUMO's driver "
+              f"{min_speed_only_ds(reference, version):.2f}, the expert {min_speed_only_ds(results, version):.2f}")
     print(f"mean DS: {mean_ds(results):.2f} over {len(routes)} routes (version {version})")
     return 0
+
+
+def min_speed_only_ds(results: dict[str, Any], version: str) -> float:
+    """Mean over the routes of RC x the infraction penalty of the ``min_speed_infractions`` alone: the
+    score a route would have had without its other infractions (a driver's collisions do not hide how
+    it fared on the MinimumSpeed check)."""
+    import re
+
+    from driving.criteria.events import MIN_SPEED, InfractionEvent
+    from driving.scoring import infraction_penalty
+
+    scores = []
+    for rec in results["_checkpoint"]["records"]:
+        events = [InfractionEvent(MIN_SPEED, 0, 0.0, 0.0, 0.0, message, value=float(m.group(1)))
+                  for message in rec["infractions"].get(MIN_SPEED, [])
+                  if (m := re.search(r"([-\d.]+)%", message))]
+        scores.append(float(rec["scores"]["score_route"]) * infraction_penalty(events, version))
+    return sum(scores) / len(scores) if scores else 0.0
 
 
 def mean_ds(results: dict[str, Any]) -> float:

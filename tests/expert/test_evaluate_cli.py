@@ -59,3 +59,7 @@ def test_evaluates_a_small_route_set_and_prints_the_mean_driving_score(tmp_path:
     line = next(x for x in lines if x.startswith("reference, SUMO's own driver on the same routes: mean DS "))
     assert float(line.split("mean DS ")[1].split()[0]) == pytest.approx(ref_mean, abs=0.01)
     assert any(x.startswith("grid_tls: mean DS") and "(SUMO's driver: " in x for x in lines)
+    alone = next(x for x in lines if x.startswith("min-speed penalties alone"))
+    ref_alone, expert_alone = (float(x.split()[-1]) for x in alone.split(", "))
+    # without its other infractions a route scores at least its DS
+    assert ref_alone >= ref_mean - 0.01 and expert_alone >= mean - 0.01
