@@ -215,6 +215,18 @@ class RouteTrack:
         self._last_key, self._last_projection = key, (seg, s, dist)  # input state -> output
         return seg, s, dist
 
+    def ahead_of_last(self, x: float, y: float, reach: float) -> tuple[float, float] | None:
+        """(arc length ahead of the last projected point, distance from the route) of the point's
+        projection onto the next ``reach`` metres of route, or None if it projects behind or beyond.
+        Leaves the projection state alone."""
+        seg, s_last, _ = self._last_projection
+        hi = min(len(self.seg_len), bisect.bisect_right(self._s_list, s_last + reach) + 1)
+        if hi <= seg:
+            return None
+        _, s, dist = self._project_range(x, y, seg, hi)
+        ahead = s - s_last
+        return (ahead, dist) if 0.0 < ahead < reach else None
+
     def point_at(self, s: float) -> tuple[float, float]:
         # bisect on plain-float lists: the same indices as np.searchsorted, at a fraction of the cost
         i = min(max(bisect.bisect_right(self._s_list, s) - 1, 0), len(self._seg_list) - 1)

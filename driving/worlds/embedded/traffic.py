@@ -37,8 +37,8 @@ _get_pos, _get_angle, _get_speed = (operator.itemgetter(v) for v in (_POS, _ANGL
 _INVALID = -1e9  # libsumo's INVALID_DOUBLE_VALUE is -1073741824
 STANDING_SPEED = 0.1  # m/s: the ego counts as standing below this (the criteria's stop speed)
 STANDOFF_CONTACT = 0.5  # m between a walker's edge and the ego's box that counts as against it
-STANDOFF_AHEAD = 12.0  # m before the ego's front bumper ...
-STANDOFF_LATERAL = 1.0  # ... and within this beyond its half-width: a walker standing in its lane
+STANDOFF_AHEAD = 12.0  # m of route before the ego's front bumper ...
+STANDOFF_LATERAL = 1.0  # ... and within this beyond its half-width: a walker standing in its path
 
 
 def _junction_of(lane: str) -> str | None:
@@ -198,9 +198,10 @@ class Traffic:
             alive.update(self.sumo.simulation.getPendingVehicles())
             self.rows = {k: v for k, v in self.rows.items() if k in alive}
 
-    def remove_jammed(self, now: float, ego: Any = None, ego_id: str = "") -> int:
+    def remove_jammed(self, now: float, ego: Any = None, ego_id: str = "", track: Any = None) -> int:
         """Remove background vehicles stopped longer than ``jam_timeout_s`` (deadlock breaker) and, given
-        the ego's box (an ``ActorBox``) and SUMO id, actors in a stand-off with it (``_remove_standoffs``)."""
+        the ego's box (an ``ActorBox``), SUMO id and route (a ``RouteTrack`` projected at the ego), actors
+        in a stand-off with it (``_remove_standoffs``)."""
         if ego is not None and abs(ego.speed) >= STANDING_SPEED:
             self._ego_moved_at = now
         if now < self._next_jam_check:
@@ -220,17 +221,17 @@ class Traffic:
             self.removed_jammed += removed
             log.debug("removed %d jammed vehicles at t=%.1f", removed, now)
         if ego is not None and abs(ego.speed) < STANDING_SPEED:
-            removed += self._remove_standoffs(ego, ego_id, now)
+            removed += self._remove_standoffs(ego, ego_id, now, track)
         else:
             self._walkers_against = {}
         return removed
 
-    def _remove_standoffs(self, ego: Any, ego_id: str, now: float) -> int:
+    def _remove_standoffs(self, ego: Any, ego_id: str, now: float, track: Any) -> int:
         """Break stand-offs SUMO cannot see: the ego is moved into SUMO from outside, so SUMO's junction
         model does not coordinate with it. A car stopped inside the junction the ego stands in (each
-        waiting for the other) and a walker standing against the ego's box or in its lane just ahead
-        (SUMO walkers walk into a car that stands on their crossing, or stop on the crossing in front
-        of it, and stay there) are removed once both have stood still ``standoff_timeout_s`` -- the
+        waiting for the other) and a walker standing against the ego's box or on its route just ahead
+        (SUMO walkers walk into a car that stands on their crossing, or stop on the crossing or the
+        corner in front of it, and stay there) are removed once both have stood still ``standoff_timeout_s`` -- the
         jam breaker would take ``jam_timeout_s``, and never takes walkers. Queues, red lights and
         walkers on the kerb are untouched."""
         limit = self.config.standoff_timeout_s
@@ -251,9 +252,14 @@ class Traffic:
             dx, dy = px - ego.x, -py - ego.y  # SUMO y is flipped
             along, across = c * dx + s * dy, abs(-s * dx + c * dy)
             gap = math.hypot(max(abs(along) - ego.half_length, 0.0), max(across - ego.half_width, 0.0))
-            in_lane_ahead = (0.0 < along - ego.half_length < STANDOFF_AHEAD
-                             and across < ego.half_width + STANDOFF_LATERAL)
-            if ((gap < PEDESTRIAN_HALF_WIDTH + STANDOFF_CONTACT or in_lane_ahead)
+            if track is not None:  # on the route (round a turn too) just ahead of the front bumper
+                on_route = track.ahead_of_last(px, -py, ego.half_length + STANDOFF_AHEAD)
+                in_path = (on_route is not None and on_route[0] > ego.half_length
+                           and on_route[1] < ego.half_width + STANDOFF_LATERAL)
+            else:
+                in_path = (0.0 < along - ego.half_length < STANDOFF_AHEAD
+                           and across < ego.half_width + STANDOFF_LATERAL)
+            if ((gap < PEDESTRIAN_HALF_WIDTH + STANDOFF_CONTACT or in_path)
                     and person.getSpeed(pid) < STANDING_SPEED):
                 against[pid] = self._walkers_against.get(pid, now)
                 if now - against[pid] > limit:

@@ -232,7 +232,7 @@ class EmbeddedWorld(World):
         self.traffic.after_step()
         e, p = self.ego, self.config.ego
         self.traffic.remove_jammed(self.time, ActorBox(EGO_ACTOR_ID, "ego", e.x, e.y, e.yaw_deg, p.half_length,
-                                                       p.half_width, e.speed), EGO_SUMO_ID)
+                                                       p.half_width, e.speed), EGO_SUMO_ID, self.track)
         self.traffic.refill()
         t4 = clock()
         self._update_lights()

@@ -282,6 +282,47 @@ def test_a_walker_standing_against_the_standing_ego_is_removed(make_world, grid_
     assert world.traffic.removed_standoffs == 2
 
 
+def test_the_stand_off_breaker_follows_the_route_round_a_turn(make_world, grid_routes) -> None:
+    """A walker standing on the route round the turn ahead is in the ego's path; one on the straight
+    line past the turn's start, off the route, is not."""
+    import libsumo
+
+    from driving.scene import wrap_degrees
+    from driving.worlds.embedded.traffic import ActorRow
+
+    world = make_world(n_vehicles=0, n_pedestrians=0, standoff_timeout_s=2.0)
+    def turns(r, i: int) -> bool:  # a full turn within the 14 m of route after point i
+        return abs(wrap_degrees(r.dense[i + 14].yaw - r.dense[i].yaw)) > 80
+
+    route = next(r for r in grid_routes if any(turns(r, i) for i in range(10, len(r.dense) - 14)))
+    turn = next(i for i in range(10, len(route.dense) - 14) if turns(route, i))
+    # the ego stands 2 m before the turn starts to bend
+    k = next(i for i in range(turn, turn + 14) if abs(wrap_degrees(route.dense[i + 1].yaw - route.dense[i].yaw)) > 3) - 2
+    world.reset(route, seed=0)
+    here = route.dense[k]
+    world.ego.reset(here.x, here.y, here.yaw)
+    world.step(VehicleControl(brake=1.0))
+    reach = k + int(world.config.ego.half_length) + 9  # ~9 m past the front bumper, round the turn
+    on_route = route.dense[reach]
+    yaw = math.radians(here.yaw)
+    straight_on = (here.x + math.cos(yaw) * (reach - k), here.y + math.sin(yaw) * (reach - k))
+    assert math.hypot(straight_on[0] - on_route.x, straight_on[1] - on_route.y) > 3.0
+    edge = next(ed for ed in libsumo.edge.getIDList() if not ed.startswith(":"))
+    spots = {"round_the_turn": (on_route.x, -on_route.y), "straight_on": (straight_on[0], -straight_on[1])}
+    for n, pid in enumerate(spots):
+        libsumo.person.add(pid, edge, 1.0, depart=-3)
+        libsumo.person.appendWaitingStage(pid, 100.0)
+        world.traffic.rows[pid] = ActorRow(970 + n, 0.25, 0.3, False)
+    for _ in range(120):  # 6 s
+        for pid, (x, y) in spots.items():
+            if pid in libsumo.person.getIDList():
+                libsumo.person.moveToXY(pid, "", x, y, keepRoute=2)
+        world.ego.reset(here.x, here.y, here.yaw)
+        world.step(VehicleControl(brake=1.0))
+    alive = set(libsumo.person.getIDList())
+    assert "round_the_turn" not in alive and "straight_on" in alive
+
+
 def test_a_car_standing_in_the_junction_the_ego_stands_in_is_removed(make_world, grid_routes) -> None:
     """Stand-off breaker: a SUMO car stopped inside the junction where the ego stands (each waiting for
     the other: SUMO does not coordinate with the externally moved ego) is removed after
