@@ -136,11 +136,12 @@ def _run(routes: list[Route], checkpoint: Path, args_dict: dict[str, Any]
     driver_factory: Any = _ExpertFactory(args_dict["overrides"])
     world_factory = None
     if args_dict.get("reference"):
-        from driving.worlds.embedded.reference import SumoReferenceDriver, sumo_driven_world_factory
-        from leaderboard_eval.runner import prepare_routes
+        from driving.worlds.embedded.reference import SumoDrivenWorld, SumoReferenceDriver
+        from leaderboard_eval.runner import embedded_world_factory, prepare_routes
 
         routes = prepare_routes(routes)
-        driver_factory, world_factory = SumoReferenceDriver, sumo_driven_world_factory(world_config)
+        driver_factory = SumoReferenceDriver
+        world_factory = embedded_world_factory(world_config, SumoDrivenWorld)
     results = run_routes(routes, world_config, driver_factory, version=args_dict["version"],
                          checkpoint_path=checkpoint, video_dir=args_dict["video_dir"], seed=args_dict["seed"],
                          progress=args_dict["progress"], on_step=explainer, world_factory=world_factory)

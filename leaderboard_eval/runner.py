@@ -371,13 +371,14 @@ def make_monitor(world: World, job: RouteJob, version: str, blocked_time_s: floa
 WorldFactory = Callable[[str], World]
 
 
-def embedded_world_factory(world_config: Any) -> WorldFactory:
-    """Town name -> a new ``EmbeddedWorld`` with ``world_config`` (its town replaced)."""
+def embedded_world_factory(world_config: Any, world_class: type | None = None) -> WorldFactory:
+    """Town name -> a new ``EmbeddedWorld`` (or ``world_class``, a subclass such as
+    ``SumoDrivenWorld``) with ``world_config`` (its town replaced)."""
 
     def make(town: str) -> World:
         from driving.worlds.embedded import EmbeddedWorld
 
-        return EmbeddedWorld(dataclasses.replace(world_config, town=town))
+        return (world_class or EmbeddedWorld)(dataclasses.replace(world_config, town=town))
 
     return make
 

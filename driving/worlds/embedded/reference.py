@@ -36,6 +36,7 @@ class SumoDrivenWorld(EmbeddedWorld):
     def reset(self, route: Route, seed: int | None = None) -> Scene:
         self._sumo_drives = False  # the base reset places the ego by moveToXY, as usual
         scene = super().reset(route, seed)
+        self.ego.step = _hold  # from now on SUMO moves the ego; our bicycle model must not
         self._hand_ego_to_sumo()
         return scene
 
@@ -56,18 +57,12 @@ class SumoDrivenWorld(EmbeddedWorld):
         if not self._sumo_drives:
             super()._sync_ego()
 
-    def step(self, control: VehicleControl) -> Scene:
-        ego = self.ego
-        integrate = ego.step
-        ego.step = _hold  # SUMO moves the ego during the SUMO step; our bicycle model must not
-        try:
-            super().step(control)
-        finally:
-            ego.step = integrate
-        self._read_ego_from_sumo()
-        self._table = None  # the actor table and Scene were built from the pose before the read
-        self._scene = self._build_scene()
-        return self._scene
+    def _ensure_ego(self) -> None:
+        # called right after each SUMO step, before the traffic, the actor table and the Scene are
+        # updated: read the pose SUMO drove the ego to, so all of them see it
+        super()._ensure_ego()
+        if self._sumo_drives:
+            self._read_ego_from_sumo()
 
     def _read_ego_from_sumo(self) -> None:
         vehicle, ego = self._sumo.vehicle, self.ego
@@ -97,13 +92,3 @@ class SumoReferenceDriver:
 
     def run_step(self, scene: Scene) -> VehicleControl:
         return VehicleControl()
-
-
-def sumo_driven_world_factory(world_config: Any) -> Any:
-    """Town name -> a new ``SumoDrivenWorld`` (``leaderboard_eval.runner.run_routes``' world_factory)."""
-    import dataclasses
-
-    def make(town: str) -> SumoDrivenWorld:
-        return SumoDrivenWorld(dataclasses.replace(world_config, town=town))
-
-    return make

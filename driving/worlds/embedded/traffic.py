@@ -230,10 +230,10 @@ class Traffic:
         """Break stand-offs SUMO cannot see: the ego is moved into SUMO from outside, so SUMO's junction
         model does not coordinate with it. A car stopped inside the junction the ego stands in (each
         waiting for the other) and a walker standing against the ego's box or on its route just ahead
-        (SUMO walkers walk into a car that stands on their crossing, or stop on the crossing or the
-        corner in front of it, and stay there) are removed once both have stood still ``standoff_timeout_s`` -- the
-        jam breaker would take ``jam_timeout_s``, and never takes walkers. Queues, red lights and
-        walkers on the kerb are untouched."""
+        (``track``; SUMO walkers walk into a car that stands on their crossing, or stop on the crossing
+        or the corner in front of it, and stay there) are removed once both have stood still
+        ``standoff_timeout_s`` -- the jam breaker would take ``jam_timeout_s``, and never takes walkers.
+        Queues, red lights and walkers on the kerb are untouched."""
         limit = self.config.standoff_timeout_s
         vehicle, person = self.sumo.vehicle, self.sumo.person
         removed = 0
@@ -250,15 +250,12 @@ class Traffic:
         for pid in person.getIDList():
             px, py = person.getPosition(pid)
             dx, dy = px - ego.x, -py - ego.y  # SUMO y is flipped
-            along, across = c * dx + s * dy, abs(-s * dx + c * dy)
-            gap = math.hypot(max(abs(along) - ego.half_length, 0.0), max(across - ego.half_width, 0.0))
-            if track is not None:  # on the route (round a turn too) just ahead of the front bumper
-                on_route = track.ahead_of_last(px, -py, ego.half_length + STANDOFF_AHEAD)
-                in_path = (on_route is not None and on_route[0] > ego.half_length
-                           and on_route[1] < ego.half_width + STANDOFF_LATERAL)
-            else:
-                in_path = (0.0 < along - ego.half_length < STANDOFF_AHEAD
-                           and across < ego.half_width + STANDOFF_LATERAL)
+            along, across = abs(c * dx + s * dy), abs(-s * dx + c * dy)
+            gap = math.hypot(max(along - ego.half_length, 0.0), max(across - ego.half_width, 0.0))
+            # on the route (round a turn too) just ahead of the front bumper
+            on_route = None if track is None else track.ahead_of_last(px, -py, ego.half_length + STANDOFF_AHEAD)
+            in_path = (on_route is not None and on_route[0] > ego.half_length
+                       and on_route[1] < ego.half_width + STANDOFF_LATERAL)
             if ((gap < PEDESTRIAN_HALF_WIDTH + STANDOFF_CONTACT or in_path)
                     and person.getSpeed(pid) < STANDING_SPEED):
                 against[pid] = self._walkers_against.get(pid, now)
