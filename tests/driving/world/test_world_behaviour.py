@@ -246,36 +246,44 @@ def test_jammed_vehicles_are_removed_and_replaced(make_world, grid_routes) -> No
     assert f"placed{blocker}" in libsumo.vehicle.getIDList()
 
 
-def test_a_walker_standing_against_the_standing_ego_is_removed(make_world, grid_routes) -> None:
-    """Stand-off breaker: SUMO walkers walk into a car standing on their crossing, or stop on the
-    crossing in front of it, and stay there; one standing against the standing ego's box and one in its
-    lane 5 m ahead are removed after ``standoff_timeout_s``, one on the kerb 3 m to the side is not."""
+def _hold_walkers(world, spots: dict[str, tuple[float, float]], seconds: float, ego_pose=None) -> list[set]:
+    """Add a walker per ``spots`` entry (CARLA x, y), hold each there while the ego brakes (kept at
+    ``ego_pose`` (x, y, yaw) if given) for ``seconds``; the SUMO walker ids alive after each step."""
     import libsumo
 
     from driving.worlds.embedded.traffic import ActorRow
 
+    edge = next(ed for ed in libsumo.edge.getIDList() if not ed.startswith(":"))
+    for n, pid in enumerate(spots):
+        libsumo.person.add(pid, edge, 1.0, depart=-3)
+        libsumo.person.appendWaitingStage(pid, 100.0)
+        world.traffic.rows[pid] = ActorRow(900 + n, 0.25, 0.3, False)
+    seen = []
+    for _ in range(int(round(seconds / world.dt))):
+        for pid, (x, y) in spots.items():
+            if pid in libsumo.person.getIDList():
+                libsumo.person.moveToXY(pid, "", x, -y, keepRoute=2)  # held in place (SUMO frame)
+        if ego_pose is not None:
+            world.ego.reset(*ego_pose)
+        world.step(VehicleControl(brake=1.0))
+        seen.append(set(libsumo.person.getIDList()))
+    return seen
+
+
+def test_a_walker_standing_against_the_standing_ego_is_removed(make_world, grid_routes) -> None:
+    """Stand-off breaker: SUMO walkers walk into a car standing on their crossing, or stop on the
+    crossing in front of it, and stay there; one standing against the standing ego's box and one in its
+    lane 5 m ahead are removed after ``standoff_timeout_s``, one on the kerb 3 m to the side is not."""
     world = make_world(n_vehicles=0, n_pedestrians=0, standoff_timeout_s=2.0)
     world.reset(grid_routes[0], seed=0)
     world.step(VehicleControl(brake=1.0))
     e, half_width = world.ego, world.config.ego.half_width
-    edge = next(ed for ed in libsumo.edge.getIDList() if not ed.startswith(":"))
-    spots = {}
     ahead = world.config.ego.half_length + 5.0
-    for pid, along, lateral in (("against", 0.0, half_width + 0.5), ("ahead", ahead, 0.5),
-                                ("kerb", 0.0, half_width + 3.0)):
-        x = e.x + math.cos(e.yaw) * along - math.sin(e.yaw) * lateral
-        y = e.y + math.sin(e.yaw) * along + math.cos(e.yaw) * lateral
-        libsumo.person.add(pid, edge, 1.0, depart=-3)
-        libsumo.person.appendWaitingStage(pid, 100.0)
-        world.traffic.rows[pid] = ActorRow(900 + len(spots), 0.25, 0.3, False)
-        spots[pid] = (x, -y)  # SUMO frame
-    seen = []
-    for _ in range(120):  # 6 s, the ego braking throughout
-        for pid, (x, y) in spots.items():
-            if pid in libsumo.person.getIDList():
-                libsumo.person.moveToXY(pid, "", x, y, keepRoute=2)  # held in place
-        world.step(VehicleControl(brake=1.0))
-        seen.append(set(libsumo.person.getIDList()))
+    spots = {pid: (e.x + math.cos(e.yaw) * along - math.sin(e.yaw) * lateral,
+                   e.y + math.sin(e.yaw) * along + math.cos(e.yaw) * lateral)
+             for pid, along, lateral in (("against", 0.0, half_width + 0.5), ("ahead", ahead, 0.5),
+                                         ("kerb", 0.0, half_width + 3.0))}
+    seen = _hold_walkers(world, spots, 6.0)  # the ego braking throughout
     for pid in ("against", "ahead"):
         assert pid in seen[30] and pid not in seen[-1]  # there after 1.5 s, gone by 6 s
     assert all("kerb" in s for s in seen)
@@ -285,12 +293,10 @@ def test_a_walker_standing_against_the_standing_ego_is_removed(make_world, grid_
 def test_the_stand_off_breaker_follows_the_route_round_a_turn(make_world, grid_routes) -> None:
     """A walker standing on the route round the turn ahead is in the ego's path; one on the straight
     line past the turn's start, off the route, is not."""
-    import libsumo
-
     from driving.scene import wrap_degrees
-    from driving.worlds.embedded.traffic import ActorRow
 
     world = make_world(n_vehicles=0, n_pedestrians=0, standoff_timeout_s=2.0)
+
     def turns(r, i: int) -> bool:  # a full turn within the 14 m of route after point i
         return abs(wrap_degrees(r.dense[i + 14].yaw - r.dense[i].yaw)) > 80
 
@@ -307,19 +313,8 @@ def test_the_stand_off_breaker_follows_the_route_round_a_turn(make_world, grid_r
     yaw = math.radians(here.yaw)
     straight_on = (here.x + math.cos(yaw) * (reach - k), here.y + math.sin(yaw) * (reach - k))
     assert math.hypot(straight_on[0] - on_route.x, straight_on[1] - on_route.y) > 3.0
-    edge = next(ed for ed in libsumo.edge.getIDList() if not ed.startswith(":"))
-    spots = {"round_the_turn": (on_route.x, -on_route.y), "straight_on": (straight_on[0], -straight_on[1])}
-    for n, pid in enumerate(spots):
-        libsumo.person.add(pid, edge, 1.0, depart=-3)
-        libsumo.person.appendWaitingStage(pid, 100.0)
-        world.traffic.rows[pid] = ActorRow(970 + n, 0.25, 0.3, False)
-    for _ in range(120):  # 6 s
-        for pid, (x, y) in spots.items():
-            if pid in libsumo.person.getIDList():
-                libsumo.person.moveToXY(pid, "", x, y, keepRoute=2)
-        world.ego.reset(here.x, here.y, here.yaw)
-        world.step(VehicleControl(brake=1.0))
-    alive = set(libsumo.person.getIDList())
+    spots = {"round_the_turn": (on_route.x, on_route.y), "straight_on": straight_on}
+    alive = _hold_walkers(world, spots, 6.0, ego_pose=(here.x, here.y, here.yaw))[-1]
     assert "round_the_turn" not in alive and "straight_on" in alive
 
 
