@@ -37,6 +37,7 @@ from driving.worlds.embedded.route_track import RouteTrack
 from driving.worlds.embedded.scripted import Jaywalker, PlacedVehicle, ScriptedActors, StaticProp
 from driving.worlds.embedded.session import EmbeddedWorldError, SumoOptions
 from driving.worlds.embedded.traffic import Traffic, TrafficConfig
+from driving.worlds.embedded.yielding import EgoYielding
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ class EmbeddedWorldConfig:
     route_horizon: float = 100.0
     jam_timeout_s: float = 60.0
     standoff_timeout_s: float = 15.0  # s: a car or walker in a stand-off with the standing ego is removed
+    yield_to_ego: bool = True  # SUMO walkers and cars stop short of a standing ego, as CARLA's do (yielding.py)
     cache_dir: str | None = None
     ego: EgoParams = field(default_factory=EgoParams)
 
@@ -193,6 +195,7 @@ class EmbeddedWorld(World):
             self.config.n_vehicles, self.config.n_pedestrians, self.config.jam_timeout_s,
             standoff_timeout_s=self.config.standoff_timeout_s))
         self.traffic.excluded.add(EGO_SUMO_ID)
+        self.yielding = EgoYielding(sumo, self.traffic.excluded) if self.config.yield_to_ego else None
         self.traffic.refill()
         self._sync_ego()
         sumo.simulationStep()
@@ -231,8 +234,10 @@ class EmbeddedWorld(World):
         self._ensure_ego()
         self.traffic.after_step()
         e, p = self.ego, self.config.ego
-        self.traffic.remove_jammed(self.time, ActorBox(EGO_ACTOR_ID, "ego", e.x, e.y, e.yaw_deg, p.half_length,
-                                                       p.half_width, e.speed), EGO_SUMO_ID, self.track)
+        ego_box = ActorBox(EGO_ACTOR_ID, "ego", e.x, e.y, e.yaw_deg, p.half_length, p.half_width, e.speed)
+        if self.yielding is not None:
+            self.yielding.update(ego_box)
+        self.traffic.remove_jammed(self.time, ego_box, EGO_SUMO_ID, self.track)
         self.traffic.refill()
         t4 = clock()
         self._update_lights()
