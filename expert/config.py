@@ -83,6 +83,7 @@ class ExpertConfig:
     pedestrian_horizon: float = 3.0  # s, pedestrians are forecast this far
     conflict_s0: float = 1.5  # m, stop this far before the forecast conflict position ...
     junction_wait_s0: float = 0.5  # m ... or, for a conflict in the junction ahead, this far before its entry
+    junction_hold: bool = True  # inside a junction, a moving car's forecast conflict stops the ego at once
     rear_ignore_angle: float = 60.0  # deg, vehicles behind the ego heading within this of it are ignored
     walker_along_angle: float = 45.0  # deg, walkers beside (not ahead of) the ego heading within this of it too
     trail_length: float = 40.0  # m of the route already driven where vehicles count as followers ...

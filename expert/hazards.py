@@ -277,6 +277,10 @@ def conflict_cap(scene: Scene, table: ActorTable, path: RoutePath, cfg: ExpertCo
         # a conflict in (or beyond) the junction ahead: wait at its entry, not on its crossings
         if entry is not None and conflict.s_before > entry:
             room = min(room, max(entry - cfg.junction_wait_s0, 0.0))
+        elif scene.in_junction and actors.kinds[j] == "vehicle" and moving[j] and cfg.junction_hold:
+            # already inside: stop where it is rather than creep up to a moving car's forecast path
+            # (a turning car's path curves away from its straight-line forecast, towards the ego)
+            room = 0.0
         speed = stop_speed(room, cfg) if room > 0.5 else 0.0
         return SpeedCap(speed, kind, conflict.s_before, actors.ids[j])
 

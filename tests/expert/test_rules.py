@@ -168,3 +168,25 @@ def test_stops_at_the_end_of_its_route(expert: ExpertDriver) -> None:
     track = Track(straight(30.0))
     scene = track.scene(ego_state(x=29.6, speed=1.0))
     assert expert.act(scene).speed_level == "STOP"
+
+
+@pytest.mark.parametrize("hold", [True, False])
+def test_inside_a_junction_it_stops_at_once_for_a_crossing_car(hold: bool) -> None:
+    """Just inside the junction (turning left at 3 m/s) when an oncoming car is forecast to cross its
+    path a few metres ahead: it stops where it is (``junction_hold``) instead of creeping up to the
+    forecast conflict, and the car passes clear; creeping up (the rule off) brings the two cars'
+    centres within 1.4 m of each other. Then it turns."""
+    track = _left_turn_track()
+    start = 41.0  # m along the route: 1 m into the turn
+    oncoming = MovingActor(12, "vehicle", 80.0, -3.2, 180.0, 13.0)
+    log = run_closed_loop(track, ExpertDriver(junction_hold=hold), 12.0, speed=3.0, actors=[oncoming],
+                          start_s=start)
+    assert log.scenes[0].in_junction
+    standing = next(s for s in log.scenes if s.ego.speed < 0.05)
+    crept = track.project(standing.ego.x, standing.ego.y)[1] - start
+    if hold:
+        assert crept < 2.5, f"crept {crept:.1f} m into the junction"
+        assert log.min_gap[12] > 2.5  # the lanes' centres are 3.2 m apart
+    else:
+        assert crept > 4.0 and log.min_gap[12] < 2.0
+    assert log.scenes[-1].ego.y < -12.0  # and turns once the car has passed

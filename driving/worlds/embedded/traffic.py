@@ -82,6 +82,7 @@ class Traffic:
         self.removed_standoffs = 0  # actors removed by the stand-off breaker this episode
         self._ego_moved_at = 0.0
         self._walkers_against: dict[str, float] = {}
+        self.removed_now: set[str] = set()  # actors removed since the last SUMO step (still in its results)
         self._rebuild_meta(())
         self._define_types()
         self.vehicle_edges, self.pedestrian_edges = self._usable_edges()
@@ -170,6 +171,7 @@ class Traffic:
         pending ones would report SUMO's invalid values.
         """
         sim, rows = self.sumo.simulation, self.rows
+        self.removed_now = set()
         for vid in sim.getDepartedIDList():
             if vid in rows:
                 self.sumo.vehicle.subscribe(vid, _SUBSCRIBED)
@@ -216,6 +218,7 @@ class Traffic:
                 # libsumo 1.28 fails the next step if a subscribed vehicle is removed: unsubscribe first.
                 vehicle.unsubscribe(vid)
                 vehicle.remove(vid)
+                self.removed_now.add(vid)
                 removed += 1
         if removed:
             self.removed_jammed += removed
@@ -244,6 +247,7 @@ class Traffic:
                         and vehicle.getWaitingTime(vid) > limit):
                     vehicle.unsubscribe(vid)
                     vehicle.remove(vid)
+                    self.removed_now.add(vid)
                     removed += 1
         c, s = math.cos(math.radians(ego.yaw)), math.sin(math.radians(ego.yaw))
         against: dict[str, float] = {}  # walkers standing against the ego -> since when
@@ -262,6 +266,7 @@ class Traffic:
                 if now - against[pid] > limit:
                     person.unsubscribe(pid)
                     person.remove(pid)
+                    self.removed_now.add(pid)
                     removed += 1
                     del against[pid]
         self._walkers_against = against
@@ -317,3 +322,10 @@ class Traffic:
         self._meta_flags = np.array([m.is_vehicle for m in meta], dtype=bool)
         self._meta_half = np.array([(m.half_length, m.half_width) for m in meta], dtype=float).reshape(-1, 2)
         self._meta_back = np.where(self._meta_flags, self._meta_half[:, 0], 0.0)
+        self._sumo_id_of = dict(zip(self._meta_ids.tolist(), keys, strict=True))
+
+    def sumo_id(self, actor_id: int) -> str | None:
+        """The SUMO id of a subscribed background actor (None for any other id, and for one removed
+        since the last SUMO step)."""
+        sid = self._sumo_id_of.get(actor_id)
+        return None if sid in self.removed_now else sid

@@ -195,7 +195,7 @@ class EmbeddedWorld(World):
             self.config.n_vehicles, self.config.n_pedestrians, self.config.jam_timeout_s,
             standoff_timeout_s=self.config.standoff_timeout_s))
         self.traffic.excluded.add(EGO_SUMO_ID)
-        self.yielding = EgoYielding(sumo, self.traffic.excluded) if self.config.yield_to_ego else None
+        self.yielding = EgoYielding(sumo, self.traffic.sumo_id, self.dt) if self.config.yield_to_ego else None
         self.traffic.refill()
         self._sync_ego()
         sumo.simulationStep()
@@ -235,14 +235,15 @@ class EmbeddedWorld(World):
         self.traffic.after_step()
         e, p = self.ego, self.config.ego
         ego_box = ActorBox(EGO_ACTOR_ID, "ego", e.x, e.y, e.yaw_deg, p.half_length, p.half_width, e.speed)
-        if self.yielding is not None:
-            self.yielding.update(ego_box)
         self.traffic.remove_jammed(self.time, ego_box, EGO_SUMO_ID, self.track)
         self.traffic.refill()
         t4 = clock()
         self._update_lights()
         self._table = None
         self._scene = self._build_scene()
+        if self.yielding is not None:  # on this step's actors; takes effect at SUMO's next step
+            table = self._actor_table()
+            self.yielding.update(ego_box, table.ids, table.kinds == KIND_VEHICLE, table.data)
         t5 = clock()
         timings["ego_dynamics"] += t1 - t0
         timings["sumo_sync"] += t2 - t1
