@@ -64,7 +64,7 @@ class EmbeddedWorldConfig:
     route_horizon: float = 100.0
     jam_timeout_s: float = 60.0
     standoff_timeout_s: float = 15.0  # s: a car or walker in a stand-off with the standing ego is removed
-    yield_to_ego: bool = True  # SUMO walkers and cars stop short of a standing ego, as CARLA's do (yielding.py)
+    yield_to_ego: bool = True  # SUMO walkers (always) and cars (ego below 1 m/s) stop short of it, as CARLA's do
     cache_dir: str | None = None
     ego: EgoParams = field(default_factory=EgoParams)
 

@@ -30,8 +30,9 @@ from typing import Any
 import numpy as np
 
 from driving.geometry import obb_overlap
+from driving.scene import wrap_degrees
 
-EGO_SLOW = 1.0  # m/s: below this the ego counts as standing for SUMO's actors
+EGO_SLOW = 1.0  # m/s: below this the ego counts as standing for SUMO's cars (walkers yield at any speed)
 CLEARANCE = 0.2  # m kept between a held actor and the ego's box
 WALKER_LOOKAHEAD = 0.2  # s of walking checked ahead of a walker (it stops at once; held this close, the
 # stand-off breaker counts it as standing against the ego)
@@ -120,11 +121,15 @@ class EgoYielding:
                 self._vehicles(box, ids[cars], data[cars])
             return
         self._last = {}
-        if self.held_vehicles:
-            alive = set(self.sumo.vehicle.getIDList())
-            for vid in self.held_vehicles & alive:
-                self.sumo.vehicle.setSpeed(vid, -1.0)  # back to SUMO's own speed
-            self.held_vehicles = set()
+        self._release_vehicles(self.held_vehicles)
+        self.held_vehicles = set()
+
+    def _release_vehicles(self, sids: set[str]) -> None:
+        """Give the cars still in SUMO their own speed back."""
+        if sids:
+            vehicle = self.sumo.vehicle
+            for sid in sids & set(vehicle.getIDList()):
+                vehicle.setSpeed(sid, -1.0)
 
     def _sumo_rows(self, ids: np.ndarray) -> tuple[list[str], list[int]]:
         """The SUMO ids of the rows that are SUMO background actors, and those rows' indices."""
@@ -186,17 +191,13 @@ class EgoYielding:
             if last is not None:
                 moved = math.hypot(cx[i] - last[0], cy[i] - last[1])
                 if moved > 0.05:
-                    turn[i] = ((yaw[i] - last[2] + 180.0) % 360.0 - 180.0) / moved
+                    turn[i] = wrap_degrees(float(yaw[i]) - last[2]) / moved
         self._last = {sid: (float(cx[i]), float(cy[i]), float(yaw[i])) for i, sid in enumerate(sids)}
         boxes = swept_boxes(cx, cy, yaw, turn, rows[:, 4], rows[:, 5], reach).reshape(-1, 5)
         hits = obb_overlap((x, y, ego_yaw, hl + CLEARANCE, hw + CLEARANCE), boxes).reshape(len(sids), ARC_SAMPLES)
         held = {sid for i, sid in enumerate(sids) if hits[i].any()}
         for sid in held - self.held_vehicles:
             self.holds += 1
-            vehicle.setSpeed(sid, 0.0)  # until set back to -1 (SUMO's own speed)
-        released = self.held_vehicles - held
-        if released:
-            alive = set(vehicle.getIDList())
-            for sid in released & alive:
-                vehicle.setSpeed(sid, -1.0)
+            vehicle.setSpeed(sid, 0.0)  # until _release_vehicles gives it SUMO's own speed back
+        self._release_vehicles(self.held_vehicles - held)
         self.held_vehicles = held

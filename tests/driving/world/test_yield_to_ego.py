@@ -1,6 +1,6 @@
-"""SUMO's walkers and cars stop short of a standing ego (``driving/worlds/embedded/yielding.py``).
+"""SUMO's walkers and cars stop short of the ego (``driving/worlds/embedded/yielding.py``).
 
-Each scenario runs with ``yield_to_ego`` on and off: off, the SUMO actor runs into the standing ego
+Each world scenario runs with ``yield_to_ego`` on and off: off, the SUMO actor runs into the ego
 (SUMO does not see it there), so the test shows the behaviour is the yielding's doing."""
 
 from __future__ import annotations
